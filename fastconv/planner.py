@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _adjoint
+from . import _adjoint, _config
 from ._geometry import ConvGeometry
 from .algorithms import ALGORITHMS, OPS
 
@@ -86,14 +86,18 @@ def _candidates(geom: ConvGeometry, dtype: np.dtype, op: str, names) -> list[Can
     return found
 
 
-@functools.lru_cache(maxsize=4096)
 def plan(geom: ConvGeometry, dtype, op: str = "forward", algorithm: str | None = None) -> Plan:
     """The plan for one call. ``algorithm`` forces one algorithm (either of its routes).
 
     Raises ValueError when the forced algorithm does not exist or declines the call,
     naming the reasons.
     """
-    dtype = np.dtype(dtype)
+    # The settings algorithms consult are part of the key, so changing them re-plans.
+    return _plan(geom, np.dtype(dtype), op, algorithm, _config.max_relative_error, _config.workspace_bytes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan(geom: ConvGeometry, dtype: np.dtype, op: str, algorithm: str | None, *_settings) -> Plan:
     if op not in OPS:
         raise ValueError(f"plan: op={op!r} is not one of {OPS}")
     if algorithm is not None and algorithm not in ALGORITHMS:
