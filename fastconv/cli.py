@@ -9,6 +9,8 @@ import sys
 #: name -> (module with add_arguments(parser) and run(args) -> int, one-line help)
 SUBCOMMANDS = {
     "explain": ("fastconv._cli_explain", "show which algorithm the planner picks for a call, and why"),
+    "demo": ("fastconv._cli_demo", "train a small convolutional network on scikit-learn's 8x8 digits"),
+    "bench": ("fastconv._cli_bench", "time the reference workload against torch and the other peers installed"),
 }
 
 

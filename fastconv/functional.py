@@ -62,7 +62,16 @@ def _pad_by_mode(x: np.ndarray, geom: ConvGeometry, mode: str, ctx: CallContext)
     return padded, flat
 
 
+def _is_dask(value) -> bool:
+    # checked without importing dask, which is an optional extra
+    return type(value).__module__.startswith("dask.")
+
+
 def _conv(function, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm):
+    if _is_dask(input):
+        from . import dask
+        return dask.conv(function, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                         algorithm)
     x, w, b, ctx, unbatched = prepare(function, nd, input, weight, bias)
     geom = ConvGeometry.for_conv(x.shape, w.shape, stride, padding, dilation, groups, ctx)
     if padding_mode != "zeros":
@@ -74,6 +83,10 @@ def _conv(function, nd, input, weight, bias, stride, padding, dilation, groups, 
 
 def _conv_transpose(function, nd, input, weight, bias, stride, padding, output_padding, groups, dilation,
                     output_size, algorithm):
+    if _is_dask(input):
+        from . import dask
+        return dask.conv_transpose(function, nd, input, weight, bias, stride, padding, output_padding, groups,
+                                   dilation, output_size, algorithm)
     x, w, b, ctx, unbatched = prepare(function, nd, input, weight, bias)
     geom = ConvGeometry.for_conv_transpose(x.shape, w.shape, stride, padding, output_padding, dilation, groups,
                                            ctx, output_size=output_size)

@@ -1,5 +1,8 @@
 """Gradients of convolution, as ``torch.nn.grad``: w.r.t. the input, the weight and the bias.
 
+For complex arrays the gradients are the adjoints (conjugate transposes), as torch's autograd
+computes them: ``conv_input`` uses ``conj(weight)`` and ``conv_weight`` uses ``conj(input)``.
+
 The input gradient is a transposed convolution and the weight gradient a convolution
 with batch and channels swapped; both go through the planner, so every fast forward
 algorithm serves training too.
@@ -43,7 +46,7 @@ def _input_grad(function, nd, input_size, weight, grad_output, stride, padding, 
     size = _shape(input_size, "input_size", ctx)
     geom = ConvGeometry.for_gradient(size, w.shape, dy.shape, stride, padding, dilation, groups,
                                      ctx.with_shapes(size))
-    return run("input_grad", geom, dy, w, ctx, algorithm=algorithm)
+    return run("input_grad", geom, dy, np.conj(w) if w.dtype.kind == "c" else w, ctx, algorithm=algorithm)
 
 
 def _weight_grad(function, nd, input, weight_size, grad_output, stride, padding, dilation, groups, algorithm):
@@ -58,7 +61,7 @@ def _weight_grad(function, nd, input, weight_size, grad_output, stride, padding,
         raise ctx.value_error(f"weight_size must have {nd + 2} entries (out_channels, in_channels/groups, *kernel)")
     _batched(ctx, nd, dy)
     geom = ConvGeometry.for_gradient(x.shape, size, dy.shape, stride, padding, dilation, groups, ctx)
-    return run("weight_grad", geom, x, dy, ctx, algorithm=algorithm)
+    return run("weight_grad", geom, np.conj(x) if x.dtype.kind == "c" else x, dy, ctx, algorithm=algorithm)
 
 
 def conv_bias(grad_output: ArrayLike) -> NDArray:

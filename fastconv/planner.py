@@ -4,16 +4,25 @@ Each op can be served two ways: *natively* by an algorithm that implements it, o
 *via forward*: an algorithm's forward pass on the adjoint geometry
 (``geom.for_input_grad()`` / ``geom.for_weight_grad()``). Correctness guards
 (``supports``) run first; among the survivors the cheapest estimated cost wins.
+
+In the *measuring* mode (``set_planner_mode('measure')`` or ``$FASTCONV_PLANNER=measure``,
+like ``torch.backends.cudnn.benchmark``) the survivors whose estimate is within
+:data:`MEASURE_WITHIN` of the best estimate are timed once on random data of the call's
+shape, and the fastest measured wins. Measurements are kept per (geometry, dtype, op,
+thread count, settings) in memory and, with ``persist=True`` (or ``$FASTCONV_PLANNER_PERSIST=1``),
+in ``plans.json`` in the user cache directory (``$FASTCONV_CACHE_DIR``), valid for one
+library version and CPU model.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import _adjoint, _config
+from . import _adjoint, _config, _threads
 from ._geometry import ConvGeometry
 from .algorithms import ALGORITHMS, OPS
 
@@ -26,6 +35,7 @@ class Candidate:
     route: str
     cost: float | None  # estimated seconds; None when rejected
     reason: str | None  # why it was rejected; None when viable
+    measured: float | None = None  # median seconds in the measuring mode; None when not timed
 
     @property
     def label(self) -> str:
@@ -40,6 +50,7 @@ class Plan:
     choice: Candidate
     candidates: tuple[Candidate, ...]
     forced: str | None = None
+    threads: int = 1
 
     def explain(self) -> str:
         """The candidates, their estimated costs, the reasons for rejection, and the choice."""
@@ -49,9 +60,20 @@ class Plan:
             f"stride={g.stride} dilation={g.dilation} padding={g.padding} groups={g.groups}"
             + (f", forced algorithm={self.forced!r}" if self.forced else ""),
         ]
-        for c in sorted(self.candidates, key=lambda c: (c.cost is None, c.cost or 0.0)):
+        measuring = any(c.measured is not None for c in self.candidates)
+        if measuring:
+            lines.append(f"  measured with {self.threads} thread(s); times are medians")
+        for c in sorted(self.candidates, key=lambda c: (c.cost is None, c.measured is None, c.measured or 0.0,
+                                                         c.cost or 0.0)):
             mark = "->" if c == self.choice else "  "
-            detail = f"~{c.cost * 1e3:.3g} ms" if c.cost is not None else f"rejected: {c.reason}"
+            if c.cost is None:
+                detail = f"rejected: {c.reason}"
+            else:
+                detail = f"estimated {c.cost * 1e3:.3g} ms"
+                if c.measured is not None:
+                    detail += f", measured {c.measured * 1e3:.3g} ms"
+                elif measuring:
+                    detail += ", not measured (estimate far above the best)"
             lines.append(f"  {mark} {c.label:<28} {detail}")
         return "\n".join(lines)
 
@@ -60,6 +82,7 @@ class Plan:
 
     def execute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Run the chosen algorithm: forward(x, w), input_grad(dy, w) or weight_grad(x, dy)."""
+        _threads.sync()
         alg = ALGORITHMS[self.choice.algorithm]
         if self.choice.route == "native":
             return getattr(alg, self.op)(a, b, self.geom)
@@ -86,18 +109,79 @@ def _candidates(geom: ConvGeometry, dtype: np.dtype, op: str, names) -> list[Can
     return found
 
 
+MODES = ("heuristic", "measure")
+#: In the measuring mode, candidates estimated this many times slower than the best estimate are not timed.
+MEASURE_WITHIN = 8.0
+#: Timed calls per measured candidate (after one warm-up call).
+MEASURE_REPEATS = 3
+
+
+def _env_mode() -> str:
+    mode = os.environ.get("FASTCONV_PLANNER", "heuristic")
+    if mode not in MODES:
+        raise ValueError(f"$FASTCONV_PLANNER={mode!r} is not one of {MODES}")
+    return mode
+
+
+_mode: str = _env_mode()
+_persist: bool = os.environ.get("FASTCONV_PLANNER_PERSIST", "") not in ("", "0")
+
+
+def set_planner_mode(mode: str = "heuristic", *, persist: bool = False) -> None:
+    """Choose how the planner picks: 'heuristic' (cost estimates, the default) or 'measure'.
+
+    'measure' times the plausible candidates once per (geometry, dtype, op, thread count)
+    and keeps the fastest, like ``torch.backends.cudnn.benchmark``: the first call of each
+    new shape is slower, later ones are as fast as this machine allows. ``persist=True``
+    keeps the measurements on disk (``$FASTCONV_CACHE_DIR/plans.json``, default
+    ``~/.cache/fastconv``) for later processes; they are discarded when the library version
+    or CPU model changes.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> fastconv.set_planner_mode("measure")
+    >>> fastconv.get_planner_mode()
+    'measure'
+    >>> fastconv.set_planner_mode("heuristic")
+    """
+    global _mode, _persist
+    if mode not in MODES:
+        raise ValueError(f"set_planner_mode: mode={mode!r} is not one of {MODES}")
+    _mode, _persist = mode, bool(persist)
+
+
+def get_planner_mode() -> str:
+    """'heuristic' or 'measure' (see :func:`set_planner_mode`)."""
+    return _mode
+
+
+def clear_plan_cache() -> None:
+    """Forget every plan and in-memory measurement (a persisted file stays; delete it to forget those)."""
+    _plan.cache_clear()
+    _store().clear()
+
+
+@functools.cache
+def _store():
+    from ._measure import MeasurementStore
+    return MeasurementStore()
+
+
 def plan(geom: ConvGeometry, dtype, op: str = "forward", algorithm: str | None = None) -> Plan:
     """The plan for one call. ``algorithm`` forces one algorithm (either of its routes).
 
     Raises ValueError when the forced algorithm does not exist or declines the call,
     naming the reasons.
     """
-    # The settings algorithms consult are part of the key, so changing them re-plans.
-    return _plan(geom, np.dtype(dtype), op, algorithm, _config.max_relative_error, _config.workspace_bytes)
+    # The settings algorithms consult, the thread count and the mode are part of the key, so changing them re-plans.
+    return _plan(geom, np.dtype(dtype), op, algorithm, _mode, _persist, _threads.get_num_threads(),
+                 _config.max_relative_error, _config.workspace_bytes)
 
 
 @functools.lru_cache(maxsize=4096)
-def _plan(geom: ConvGeometry, dtype: np.dtype, op: str, algorithm: str | None, *_settings) -> Plan:
+def _plan(geom: ConvGeometry, dtype: np.dtype, op: str, algorithm: str | None, mode: str, persist: bool,
+          threads: int, *settings) -> Plan:
     if op not in OPS:
         raise ValueError(f"plan: op={op!r} is not one of {OPS}")
     if algorithm is not None and algorithm not in ALGORITHMS:
@@ -110,7 +194,62 @@ def _plan(geom: ConvGeometry, dtype: np.dtype, op: str, algorithm: str | None, *
         raise ValueError(f"algorithm={algorithm!r} cannot run this {op} ({reasons}); use algorithm=None")
     # Prefer native routes on ties: they avoid the adjoint's array transforms.
     choice = min(viable, key=lambda c: (c.cost, c.route != "native"))
-    return Plan(op, geom, dtype, choice, tuple(candidates), algorithm)
+    heuristic = Plan(op, geom, dtype, choice, tuple(candidates), algorithm, threads)
+    if mode != "measure" or len(viable) == 1:
+        return heuristic
+    key = "|".join(map(repr, (op, dtype.name, threads, settings, geom)))
+    return measure(heuristic, key=key, persist=persist)
+
+
+def measure(heuristic: Plan, *, within: float = MEASURE_WITHIN, repeats: int = MEASURE_REPEATS,
+            key: str | None = None, persist: bool = False) -> Plan:
+    """``heuristic`` with its plausible candidates timed and the fastest chosen.
+
+    Candidates estimated more than ``within`` times the best estimate are not timed. With
+    a ``key``, times are looked up in and added to the measurement store (on disk too when
+    ``persist``). A candidate that raises while timed is rejected with the error as its reason.
+    """
+    from . import _measure
+
+    viable = [c for c in heuristic.candidates if c.cost is not None]
+    best_estimate = min(c.cost for c in viable)
+    timed = [c for c in viable if c.cost <= within * best_estimate]
+    times = dict(_store().get(key, persist)) if key else {}
+    todo = {}
+    operands = None
+    for c in timed:
+        if _label_key(c) in times:
+            continue
+        operands = operands or _measure.synthetic_operands(heuristic.geom, heuristic.dtype, heuristic.op)
+        todo[_label_key(c)] = functools.partial(replace(heuristic, choice=c).execute, *operands)
+    failures = {}
+    for label, run in list(todo.items()):
+        try:
+            run()
+        except Exception as exc:  # a broken candidate must not break the call; it is shown in explain()
+            failures[label] = f"failed when measured: {type(exc).__name__}: {exc}"
+            del todo[label]
+    if todo:
+        samples = _measure.interleaved_times(todo, repeats, warmup=False, drop_slower_than=4.0)
+        fresh = {label: _measure.median(s) for label, s in samples.items()}
+        times.update(fresh)
+        if key:
+            _store().put(key, fresh, persist)
+    candidates = tuple(
+        replace(c, reason=failures[_label_key(c)], cost=None) if _label_key(c) in failures
+        else replace(c, measured=times.get(_label_key(c)))
+        for c in heuristic.candidates)
+    measured = [c for c in candidates if c.measured is not None]
+    if measured:
+        choice = min(measured, key=lambda c: (c.measured, c.route != "native"))
+    else:  # every timed candidate failed: the best estimate among the rest (or the failure, surfacing the error)
+        rest = [c for c in candidates if c.cost is not None]
+        choice = min(rest, key=lambda c: c.cost) if rest else heuristic.choice
+    return replace(heuristic, choice=choice, candidates=candidates)
+
+
+def _label_key(c: Candidate) -> str:
+    return f"{c.algorithm}/{c.route}"
 
 
 def plan_for(function: str, input_shape, weight_shape, dtype="float32", *, stride=1, padding=0, dilation=1,

@@ -1,6 +1,11 @@
-"""Array plumbing shared by algorithms: padding (and its adjoint) and grouped views."""
+"""Array plumbing shared by algorithms: padding (and its adjoint), grouped views, 3-D spatial
+views for the compiled kernels, and tiles that keep scratch memory within the workspace."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,3 +46,58 @@ def batch_chunks(batch: int, bytes_per_sample: int, budget: int):
 def grouped(a: np.ndarray, groups: int) -> np.ndarray:
     """(N, C, ...) -> (N, groups, C/groups, ...) view."""
     return a.reshape(a.shape[0], groups, a.shape[1] // groups, *a.shape[2:])
+
+
+class Spatial3d(NamedTuple):
+    """A geometry's spatial parameters as 3-D ones (leading dimensions of size 1), for kernels
+    compiled once for every rank up to 3."""
+
+    in_size: tuple[int, int, int]
+    kernel: tuple[int, int, int]
+    stride: tuple[int, int, int]
+    dilation: tuple[int, int, int]
+    lo: tuple[int, int, int]  # low-side padding; negative crops
+    out_size: tuple[int, int, int]
+
+
+def spatial3d(geom: ConvGeometry) -> Spatial3d:
+    """The spatial parameters of ``geom`` (1 to 3 spatial dimensions) padded to three."""
+    lead = 3 - geom.nd
+    if lead < 0:
+        raise ValueError(f"spatial3d: {geom.nd} spatial dimensions; at most 3 are supported")
+
+    def grow(values, fill):
+        return (fill,) * lead + tuple(values)
+
+    return Spatial3d(grow(geom.in_size, 1), grow(geom.kernel, 1), grow(geom.stride, 1), grow(geom.dilation, 1),
+                     grow((lo for lo, _ in geom.padding), 0), grow(geom.out_size, 1))
+
+
+def as5d(a: np.ndarray, size3: tuple[int, int, int]) -> np.ndarray:
+    """(N, C, *spatial) -> C-contiguous (N, C, D, H, W); a view unless ``a`` is non-contiguous."""
+    return np.ascontiguousarray(a).reshape(a.shape[0], a.shape[1], *size3)
+
+
+class Tile(NamedTuple):
+    """Samples ``n0 .. n0+nt`` and, within each, flattened output positions ``l0 .. l0+lt``."""
+
+    n0: int
+    nt: int
+    l0: int
+    lt: int
+
+
+def position_tiles(batch: int, positions: int, bytes_per_position: int, budget: int) -> Iterator[Tile]:
+    """Tiles whose scratch (bytes_per_position per output position) stays within budget: several
+    whole samples when one fits, else balanced slices of one sample's positions."""
+    per_tile = max(1, budget // max(bytes_per_position, 1))
+    if positions <= per_tile:
+        step = per_tile // positions
+        for n0 in range(0, batch, step):
+            yield Tile(n0, min(step, batch - n0), 0, positions)
+        return
+    count = math.ceil(positions / per_tile)
+    size = math.ceil(positions / count)
+    for n in range(batch):
+        for l0 in range(0, positions, size):
+            yield Tile(n, 1, l0, min(size, positions - l0))

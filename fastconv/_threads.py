@@ -1,0 +1,99 @@
+"""How many threads fastconv's kernels use: numba's parallel loops and the BLAS behind ``matmul``.
+
+One number governs both, ``set_num_threads(n)`` or ``$FASTCONV_NUM_THREADS``; by default
+every core the process may run on. The two pools never nest: a numba kernel does not call
+BLAS inside a parallel loop and a BLAS call is never made from inside a numba kernel, so
+at most ``n`` threads compute at any moment (no oversubscription). Algorithm authors keep
+it that way: no ``np.dot``/``@`` inside ``prange``.
+
+Nothing is imported at ``import fastconv`` (it must stay fast): :func:`sync` runs before
+every planned call and applies an explicit setting then, importing numba if needed (the
+fast algorithms load it anyway). numba's count is per calling thread, which is why it is
+re-applied per call rather than once. BLAS is limited process-wide through threadpoolctl
+when installed (without it, BLAS keeps its own default).
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import sys
+
+_ENV = "FASTCONV_NUM_THREADS"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _validated(n, source: str) -> int:
+    if isinstance(n, str) and n.strip().isdigit():
+        n = int(n)
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"set_num_threads: n={n!r} ({source}) must be an int or None") from None
+    if n < 1:
+        raise ValueError(f"set_num_threads: n={n!r} ({source}) must be a whole number >= 1 "
+                         f"(this machine has {available_cores()} cores)")
+    limit = int(os.environ.get("NUMBA_NUM_THREADS", 0)) or available_cores()
+    return min(n, limit)
+
+
+#: The explicit setting, or None for "every core".
+_requested: int | None = _validated(os.environ[_ENV], f"${_ENV}") if os.environ.get(_ENV) else None
+#: The count BLAS was last limited to (None: never limited).
+_blas_limit: int | None = None
+
+
+def get_num_threads() -> int:
+    """The number of threads fastconv computes with."""
+    return _requested if _requested is not None else available_cores()
+
+
+def set_num_threads(n: int | None) -> None:
+    """Use ``n`` threads for numba kernels and BLAS (None: every core, the default).
+
+    Also settable with ``$FASTCONV_NUM_THREADS``. Values above the cores numba may use are
+    capped at that number. Applies to BLAS process-wide (through threadpoolctl, when
+    installed) and to numba kernels called from any thread.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> fastconv.set_num_threads(1)
+    >>> fastconv.get_num_threads()
+    1
+    >>> fastconv.set_num_threads(None)
+    """
+    global _requested
+    _requested = None if n is None else _validated(n, "argument")
+    sync()
+
+
+def _limit_blas(n: int) -> None:
+    global _blas_limit
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=n, user_api="blas")
+    _blas_limit = n
+
+
+def sync() -> None:
+    """Apply the setting to BLAS and to numba in the calling thread; free when nothing changed."""
+    n = get_num_threads()
+    if _blas_limit != n and (_requested is not None or _blas_limit is not None):
+        _limit_blas(n)
+    if _requested is None and "numba" not in sys.modules:
+        return  # numba's own default is every core already
+    import numba
+    if numba.get_num_threads() != n:
+        numba.set_num_threads(n)

@@ -1,0 +1,214 @@
+"""Convolution over Dask arrays: chunked, lazy, larger than memory, distributed.
+
+``fastconv.functional``'s convolutions hand a Dask input to this module, which returns a lazy
+Dask array equal (within floating-point tolerance) to the NumPy result for every chunking.
+
+How a chunked convolution is cut:
+
+* **Output blocks follow the input chunks.** Along each spatial dimension, output block ``j`` holds
+  the outputs whose receptive window *starts* in input chunk ``j`` (forward), or, for transposed
+  convolution, the positions from where input chunk ``j``'s first window starts. Both are read off
+  :meth:`ConvGeometry.input_span`, never from a second shape formula.
+* **Each block reads exactly its window.** The input span of a block (its halo) comes from the
+  geometry too; the block's task gathers the slices of every input chunk the span touches, so
+  chunks smaller than the halo, uneven chunks and strides or dilations that do not divide the chunk
+  size all work. Outside the array the span is zero padding, given to the block's own geometry.
+* **Every block is a NumPy fastconv call** on a *window geometry* (the same convolution restricted
+  to the block), so the planner picks the fast algorithm per block.
+* **Channels are contracted**: an input whose channel axis is split into chunks is rechunked to
+  one channel chunk first; the output has one channel chunk. Batch chunks are kept.
+* **Weights and bias enter the graph once**, as single-chunk Dask arrays (a Dask weight is rechunked
+  to one chunk); every block task refers to that one key.
+
+Non-zero ``padding_mode`` pads the Dask array first (``dask.array.pad``), as torch's modules do.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import operator
+
+import numpy as np
+
+try:
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("fastconv.dask needs dask: pip install 'fastconv[dask]'") from exc
+
+from ._dispatch import run
+from ._errors import CallContext
+from ._geometry import ConvGeometry
+from .functional import _is_dask, _pad_by_mode, check_bias, prepare
+
+__all__: list[str] = []  # reached through fastconv.functional
+
+
+# ---- entry points used by fastconv.functional ----------------------------------------------------
+def conv(function, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm):
+    """``fastconv.functional._conv`` for a Dask ``input``: same arguments, lazy result."""
+    x, w, b, ctx, unbatched = _prepare(function, nd, input, weight, bias)
+    geom = ConvGeometry.for_conv(x.shape, w.shape, stride, padding, dilation, groups, ctx)
+    if padding_mode != "zeros":
+        x, geom = _pad_by_mode(x, geom, padding_mode, ctx)  # np.pad dispatches to dask.array.pad
+    check_bias(b, geom.out_channels, ctx)
+    y = _convolve("forward", geom, x, w, b, function, algorithm)
+    return y[0] if unbatched else y
+
+
+def conv_transpose(function, nd, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                   output_size, algorithm):
+    """``fastconv.functional._conv_transpose`` for a Dask ``input``: same arguments, lazy result."""
+    x, w, b, ctx, unbatched = _prepare(function, nd, input, weight, bias)
+    geom = ConvGeometry.for_conv_transpose(x.shape, w.shape, stride, padding, output_padding, dilation, groups,
+                                           ctx, output_size=output_size)
+    check_bias(b, geom.in_channels, ctx)
+    y = _convolve("input_grad", geom, x, w, b, function, algorithm)
+    return y[0] if unbatched else y
+
+
+def _placeholder(value):
+    """A zero-strided NumPy stand-in with a Dask array's shape and dtype: validation without computing."""
+    if not _is_dask(value):
+        return value
+    if any(np.isnan(n) for n in value.shape):
+        raise ValueError(f"fastconv.dask: shape {value.shape} has unknown sizes; call .compute_chunk_sizes() first")
+    return np.broadcast_to(np.zeros((), dtype=value.dtype), value.shape)
+
+
+def _prepare(function, nd, input, weight, bias):
+    """``functional.prepare`` (same checks, same messages) on placeholders, then the arrays as Dask."""
+    _, w0, b0, ctx, unbatched = prepare(function, nd, _placeholder(input), _placeholder(weight),
+                                        _placeholder(bias))
+    x = input[None] if unbatched else input
+    w = _single_chunk(weight if _is_dask(weight) else w0)
+    b = None if bias is None else _single_chunk(bias if _is_dask(bias) else b0)
+    return x, w, b, ctx, unbatched
+
+
+def _single_chunk(array) -> "da.Array":
+    """One graph key for the whole array: every block task refers to it, none copies it."""
+    if _is_dask(array):
+        return array.rechunk(array.shape)
+    return da.from_array(array, chunks=array.shape)
+
+
+# ---- the chunked computation ------------------------------------------------------------------------
+def _output_chunks(geom: ConvGeometry, op: str, in_chunks) -> tuple[tuple[int, ...], ...]:
+    """Spatial chunks of the result of ``op`` ('forward' or 'input_grad' = transposed convolution)
+    whose input has spatial chunks ``in_chunks``: block ``j`` starts where input chunk ``j``'s
+    first window does, so each block reads its own chunk plus a halo. Empty blocks are dropped."""
+    result = []
+    for dim, chunks in enumerate(in_chunks):
+        inner = [b for _, b in _ranges(chunks)[:-1]]
+        if op == "forward":
+            cuts = [_windows_before(geom, dim, b) for b in inner]
+            size = geom.out_size[dim]
+        else:
+            size = geom.in_size[dim]
+            cuts = [min(max(geom.input_span(dim, b, b + 1)[0], 0), size) for b in inner]
+        bounds = sorted({0, size, *cuts})
+        result.append(tuple(np.diff(bounds).tolist()))
+    return tuple(result)
+
+
+def _windows_before(geom: ConvGeometry, dim: int, value: int, *, end: bool = False, inclusive: bool = False) -> int:
+    """How many outputs of ``dim`` have their window's start (or ``end``) below ``value`` (or at it, if
+    ``inclusive``): windows advance monotonically, so a bisection over ``ConvGeometry.input_span``."""
+    find = bisect.bisect_right if inclusive else bisect.bisect_left
+    return find(range(geom.out_size[dim]), value, key=lambda o: geom.input_span(dim, o, o + 1)[int(end)])
+
+
+def _source_range(geom: ConvGeometry, op: str, dim: int, lo: int, hi: int):
+    """For result positions ``[lo, hi)`` of ``dim``: ``(in_range, out_range)`` of the forward geometry
+    that a block needs, clipped to the arrays, or None when nothing reaches the block."""
+    if op == "forward":
+        start, stop = geom.input_span(dim, lo, hi)
+        in_range, out_range = (max(start, 0), min(stop, geom.in_size[dim])), (lo, hi)
+        return (in_range, out_range) if in_range[0] < in_range[1] else None
+    # Transposed: the outputs whose windows touch [lo, hi), starting at one whose window starts at
+    # or before lo so that the block geometry needs no negative (cropping) low padding.
+    first = min(_windows_before(geom, dim, lo, end=True, inclusive=True),
+                _windows_before(geom, dim, lo, inclusive=True) - 1)
+    out_range = (max(first, 0), _windows_before(geom, dim, hi))
+    return ((lo, hi), out_range) if out_range[0] < out_range[1] else None
+
+
+def _window_geometry(geom: ConvGeometry, batch: int, in_ranges, out_ranges) -> ConvGeometry:
+    """``geom`` restricted to inputs ``[a, b)`` and outputs ``[o0, o1)`` per spatial dimension:
+    the padding makes local output ``i`` read where global output ``o0 + i`` does."""
+    padding = []
+    for dim, ((a, b), (o0, o1)) in enumerate(zip(in_ranges, out_ranges)):
+        start, stop = geom.input_span(dim, o0, o1)
+        hi = stop - b
+        if hi < 0:  # trailing inputs no window reaches: floor division absorbs up to stride - 1 of them
+            hi = min(0, hi + geom.stride[dim] - 1)
+        padding.append((a - start, hi))
+    return ConvGeometry(batch, geom.in_channels, geom.out_channels, geom.groups,
+                        tuple(b - a for a, b in in_ranges), geom.kernel, geom.stride, geom.dilation,
+                        tuple(padding))
+
+
+def _pieces(name: str, batch_index: int, chunk_bounds, source_ranges):
+    """Nested lists (one level per spatial dim) of getitem tasks covering the source ranges."""
+
+    def level(dim: int, index: tuple, slices: tuple):
+        if dim == len(source_ranges):
+            return (operator.getitem, (name, batch_index, 0, *index), (slice(None), slice(None), *slices))
+        a, b = source_ranges[dim]
+        bounds = chunk_bounds[dim]
+        first = bisect.bisect_right(bounds, a) - 1
+        items = []
+        for k in range(first, len(bounds) - 1):
+            if bounds[k] >= b:
+                break
+            part = slice(max(a, bounds[k]) - bounds[k], min(b, bounds[k + 1]) - bounds[k])
+            items.append(level(dim + 1, (*index, k), (*slices, part)))
+        return items
+
+    return level(0, (), ())
+
+
+def _block(pieces, weight, bias, op: str, geom: ConvGeometry | None, shape, dtype, function: str,
+           algorithm: str | None):
+    """One result block: the NumPy fastconv call on the block's window (zeros where nothing reaches)."""
+    if geom is None:
+        y = np.zeros(shape, dtype=dtype)
+        return y if bias is None else y + bias.astype(dtype).reshape((-1,) + (1,) * (len(shape) - 2))
+    return run(op, geom, np.block(pieces), weight, CallContext(function), algorithm=algorithm, bias=bias)
+
+
+def _convolve(op: str, geom: ConvGeometry, x, w, b, function: str, algorithm: str | None):
+    """The lazy result of ``op`` ('forward', or 'input_grad' for transposed convolution) over Dask ``x``."""
+    x = x.rechunk({1: -1})  # channels are contracted: one chunk
+    spatial_out = _output_chunks(geom, op, x.chunks[2:])
+    chunk_bounds = [list(itertools.accumulate(c, initial=0)) for c in x.chunks[2:]]
+    # The spatial dimensions are independent: per dimension and block, what the block reads.
+    sources = [[_source_range(geom, op, dim, lo, hi) for lo, hi in _ranges(chunks)]
+               for dim, chunks in enumerate(spatial_out)]
+    channels = geom.out_channels if op == "forward" else geom.in_channels
+    name = "fastconv-" + tokenize(op, geom, x.name, w.name, None if b is None else b.name, algorithm)
+    w_key = (w.name, *(0,) * w.ndim)
+    b_key = None if b is None else (b.name, 0)
+    dsk = {}
+    for i, n in enumerate(x.chunks[0]):
+        for index in itertools.product(*(range(len(c)) for c in spatial_out)):
+            shape = (n, channels, *(c[j] for c, j in zip(spatial_out, index)))
+            reach = [sources[dim][j] for dim, j in enumerate(index)]
+            pieces = window = None
+            if n and all(reach):
+                in_ranges, out_ranges = zip(*reach)
+                window = _window_geometry(geom, n, in_ranges, out_ranges)
+                # forward reads its input span; transposed reads the outputs whose windows reach the block
+                pieces = _pieces(x.name, i, chunk_bounds, in_ranges if op == "forward" else out_ranges)
+            dsk[(name, i, 0, *index)] = (_block, pieces, w_key, b_key, op, window, shape, x.dtype, function,
+                                         algorithm)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[a for a in (x, w, b) if a is not None])
+    return da.Array(graph, name, chunks=(x.chunks[0], (channels,), *spatial_out), dtype=x.dtype,
+                    meta=np.empty((0,) * x.ndim, dtype=x.dtype))
+
+
+def _ranges(chunks) -> list[tuple[int, int]]:
+    return list(itertools.pairwise(itertools.accumulate(chunks, initial=0)))

@@ -1,0 +1,224 @@
+"""The planner: explain(), forced algorithms, the measuring mode and its caches (memory, disk, invalidation).
+
+Timings are never asserted: the measuring mode is tested with injected times.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _measure, planner
+from fastconv.algorithms import ALGORITHMS
+from fastconv.algorithms._base import Algorithm
+
+SHAPES = dict(function="conv2d", input_shape=(2, 4, 9, 9), weight_shape=(6, 4, 3, 3), padding=1)
+
+
+class Fake(Algorithm):
+    """Claims to be a little cheaper than gemm, declines groups > 1, counts its calls, computes like reference."""
+
+    name = "fake"
+
+    def __init__(self, fail: bool = False):
+        self.calls = 0
+        self.fail = fail
+
+    def supports(self, geom, dtype, op):
+        return "fake: groups > 1" if geom.groups > 1 else None
+
+    def cost(self, geom, dtype, op):
+        return 0.9 * ALGORITHMS["gemm"].cost(geom, dtype, op)
+
+    def forward(self, x, w, geom):
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("broken kernel")
+        return ALGORITHMS["reference"].forward(x, w, geom)
+
+
+@pytest.fixture(autouse=True)
+def fresh_planner(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path / "cache"))
+    planner.clear_plan_cache()
+    yield
+    planner.set_planner_mode("heuristic")
+    planner.clear_plan_cache()
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    alg = Fake()
+    monkeypatch.setitem(ALGORITHMS, "fake", alg)
+    planner.clear_plan_cache()
+    return alg
+
+
+def plan(**overrides):
+    kw = dict(SHAPES, **overrides)
+    return fastconv.plan_for(kw.pop("function"), kw.pop("input_shape"), kw.pop("weight_shape"), **kw)
+
+
+def fixed_times(monkeypatch, seconds: dict[str, float]):
+    """Make the measuring mode see these medians (algorithm name -> seconds) instead of real timings."""
+    def fake_times(calls, repeats, **_):
+        for fn in calls.values():
+            fn()
+        return {label: [seconds[label.split("/")[0]]] * repeats for label in calls}
+    monkeypatch.setattr(_measure, "interleaved_times", fake_times)
+
+
+def test_explain_lists_every_algorithm_with_costs_and_the_choice():
+    text = plan().explain()
+    assert "forward (2, 4, 9, 9) * (6, 4, 3, 3) -> (2, 6, 9, 9), float32" in text
+    for name in ALGORITHMS:
+        assert name in text
+    chosen = [line for line in text.splitlines() if line.lstrip().startswith("->")]
+    assert len(chosen) == 1 and plan().choice.algorithm in chosen[0]
+    assert "estimated" in chosen[0] and "ms" in chosen[0]
+
+
+def test_explain_shows_rejection_reasons_and_gradient_routes(fake):
+    text = plan(groups=2, weight_shape=(6, 2, 3, 3)).explain()
+    assert "fake" in text and "rejected: fake: groups > 1" in text
+    grad = plan(function="conv2d_input").explain()
+    assert "(via forward)" in grad
+
+
+def test_heuristic_takes_the_cheapest_estimate(fake):
+    assert plan().choice.algorithm == "fake"
+    assert plan(groups=2, weight_shape=(6, 2, 3, 3)).choice.algorithm != "fake"
+
+
+def test_forced_unknown_algorithm_names_the_choices():
+    with pytest.raises(ValueError, match="algorithm='nope' is unknown.*gemm"):
+        plan(algorithm="nope")
+    x, w = np.ones((1, 4, 5, 5), np.float32), np.ones((2, 4, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="conv2d.*nope"):
+        fastconv.conv2d(x, w, algorithm="nope")
+
+
+def test_forced_declining_algorithm_says_why(fake):
+    with pytest.raises(ValueError, match="fake: groups > 1"):
+        plan(groups=2, weight_shape=(6, 2, 3, 3), algorithm="fake")
+    forced = plan(algorithm="fake")
+    assert forced.forced == "fake" and {c.algorithm for c in forced.candidates} == {"fake"}
+    assert "forced algorithm='fake'" in forced.explain()
+
+
+def test_mode_setting_round_trip_and_validation():
+    assert fastconv.get_planner_mode() == "heuristic"
+    fastconv.set_planner_mode("measure")
+    assert fastconv.get_planner_mode() == "measure"
+    with pytest.raises(ValueError, match="set_planner_mode: mode='fast'"):
+        fastconv.set_planner_mode("fast")
+
+
+def test_environment_chooses_the_mode(monkeypatch):
+    monkeypatch.setenv("FASTCONV_PLANNER", "measure")
+    assert planner._env_mode() == "measure"
+    monkeypatch.setenv("FASTCONV_PLANNER", "quick")
+    with pytest.raises(ValueError, match="FASTCONV_PLANNER='quick'"):
+        planner._env_mode()
+
+
+def test_measure_mode_picks_the_fastest_measured(monkeypatch, fake):
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 4, 9, 9)), rng.standard_normal((6, 4, 3, 3))
+    expected = fastconv.conv2d(x, w, padding=1)
+    fixed_times(monkeypatch, {"fake": 5e-3, "gemm": 1e-3, "reference": 2e-3})
+    fastconv.set_planner_mode("measure")
+    p = plan()
+    assert p.choice.algorithm == "gemm"  # the heuristic would take fake
+    text = p.explain()
+    assert "measured 1 ms" in text and "measured 5 ms" in text
+    np.testing.assert_allclose(fastconv.conv2d(x, w, padding=1), expected, rtol=1e-12)
+
+
+def test_measure_mode_skips_hopeless_candidates(monkeypatch, fake):
+    fixed_times(monkeypatch, {"fake": 5e-3, "gemm": 1e-3, "reference": 2e-3})
+    fastconv.set_planner_mode("measure")
+    p = plan()  # reference's estimate is far above the others'
+    assert [c.measured for c in p.candidates if c.algorithm == "reference"] == [None]
+    assert "reference                    estimated" in p.explain() and "not measured" in p.explain()
+
+
+def test_measure_mode_caches_in_memory(monkeypatch, fake):
+    fixed_times(monkeypatch, {"fake": 1e-3, "gemm": 5e-3, "reference": 9e-3})
+    fastconv.set_planner_mode("measure")
+    assert plan().choice.algorithm == "fake"
+    calls = fake.calls
+    plan()
+    planner._plan.cache_clear()  # the measurement store still holds the times
+    assert plan().choice.algorithm == "fake"
+    assert fake.calls == calls
+    fastconv.set_num_threads(1)  # a new thread count is a new key
+    try:
+        plan()
+        assert fake.calls > calls
+    finally:
+        fastconv.set_num_threads(None)
+
+
+def test_measure_mode_persists_and_reloads(monkeypatch, fake, tmp_path):
+    fixed_times(monkeypatch, {"fake": 1e-3, "gemm": 5e-3, "reference": 9e-3})
+    fastconv.set_planner_mode("measure", persist=True)
+    plan()
+    path = _measure.cache_file()
+    assert path.parent == tmp_path / "cache"
+    data = json.loads(path.read_text())
+    assert data["fastconv"] == fastconv.__version__ and data["cpu"] == _measure.cpu_model()
+    assert any(entry.get("fake/native") == 1e-3 for entry in data["entries"].values())
+    calls = fake.calls
+    planner.clear_plan_cache()  # a new process: nothing in memory
+    assert plan().choice.algorithm == "fake"
+    assert fake.calls == calls  # answered from the file
+
+
+@pytest.mark.parametrize("field", ["fastconv", "cpu"])
+def test_disk_cache_is_invalidated_by_version_or_cpu(monkeypatch, fake, field):
+    fixed_times(monkeypatch, {"fake": 1e-3, "gemm": 5e-3, "reference": 9e-3})
+    fastconv.set_planner_mode("measure", persist=True)
+    plan()
+    path = _measure.cache_file()
+    data = json.loads(path.read_text())
+    data[field] = "something else"
+    path.write_text(json.dumps(data))
+    planner.clear_plan_cache()
+    calls = fake.calls
+    plan()
+    assert fake.calls > calls  # measured again
+    assert json.loads(path.read_text())[field] != "something else"  # and rewritten for this version and CPU
+
+
+def test_unreadable_cache_file_is_ignored(monkeypatch, fake):
+    fixed_times(monkeypatch, {"fake": 1e-3, "gemm": 5e-3, "reference": 9e-3})
+    path = _measure.cache_file()
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    fastconv.set_planner_mode("measure", persist=True)
+    assert plan().choice.algorithm == "fake"
+    assert json.loads(path.read_text())["entries"]
+
+
+def test_memory_only_measurement_writes_no_file(monkeypatch, fake):
+    fixed_times(monkeypatch, {"fake": 1e-3, "gemm": 5e-3, "reference": 9e-3})
+    fastconv.set_planner_mode("measure")
+    plan()
+    assert not _measure.cache_file().exists()
+
+
+def test_a_candidate_that_fails_when_measured_is_rejected(monkeypatch):
+    monkeypatch.setitem(ALGORITHMS, "fake", Fake(fail=True))
+    fastconv.set_planner_mode("measure")
+    p = plan()
+    assert p.choice.algorithm != "fake"
+    assert "failed when measured: RuntimeError: broken kernel" in p.explain()
+
+
+def test_real_measurement_runs_and_matches(monkeypatch):
+    fastconv.set_planner_mode("measure")
+    p = plan(function="conv2d_weight")
+    assert any(c.measured is not None and c.measured > 0 for c in p.candidates)
+    assert p.choice.measured is not None
