@@ -121,6 +121,12 @@ def _torch(case: Case, a, b, threads, algorithm) -> Callable:
     return no_grad(lambda: fn(ta, tb, **case.kwargs))
 
 
+def float64_result(case: Case, threads: int) -> np.ndarray:
+    """torch's result in float64 on the case's operands: the yardstick of the float32 errors."""
+    a, b = case.operands()
+    return _torch(case, a.astype(np.float64), b.astype(np.float64), threads, None)()
+
+
 def _onnxruntime(case: Case, a, b, threads, algorithm) -> Callable:
     if case.op.startswith("grad_"):
         raise ValueError("onnxruntime: no gradients")

@@ -1,10 +1,10 @@
 """``fastconv bench``: the reference workload, fastconv against the peers installed, in one process.
 
 For each case every implementation runs once to warm up, then ``--repeats`` rounds time one
-call of each, interleaved, and the medians are compared. fastconv's result is checked against
-torch's (relative L2 error), its peak extra memory is traced, and the table, a JSON file and a
-PNG chart are written. Timings on a shared machine are noisy: compare ratios, not times,
-and run twice.
+call of each, interleaved, and the medians are compared. fastconv's and torch's float32 results
+are checked against torch's float64 result (relative L2 error), fastconv's peak extra memory is
+traced, and the table, a JSON file and a PNG chart are written. Timings on a shared machine are
+noisy: compare ratios, not times, and run twice.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._bench_peers import Case, contenders
+from ._bench_peers import Case, contenders, float64_result
 from ._measure import cpu_model, interleaved_times, median, peak_traced_bytes
 
 PEERS = ("torch", "onnxruntime", "numpy-im2col")
@@ -63,7 +63,8 @@ def machine() -> dict:
 
 
 def run_case(case: Case, threads: int, repeats: int, algorithm: str | None, peers: bool) -> dict:
-    """Times (median seconds) per implementation, fastconv's error vs torch, its memory and algorithm."""
+    """Times (median seconds) per implementation, fastconv's (and torch's) error vs a float64 result, fastconv's
+    memory and algorithm."""
     calls, skipped = contenders(case, threads, algorithm)
     if not peers:
         calls = {k: v for k, v in calls.items() if k == "fastconv"}
@@ -74,8 +75,9 @@ def run_case(case: Case, threads: int, repeats: int, algorithm: str | None, peer
         try:
             result = calls["fastconv"]()
             if "torch" in calls:
-                expect = np.asarray(calls["torch"]())
-                row["rel_error_vs_torch"] = float(np.linalg.norm(result - expect) / np.linalg.norm(expect))
+                exact = float64_result(case, threads)
+                row["rel_error"] = relative_error(result, exact)
+                row["torch_rel_error"] = relative_error(calls["torch"](), exact)
             row["output_mb"] = result.nbytes / 2**20
             del result
             row["peak_extra_mb"] = max(0.0, peak_traced_bytes(calls["fastconv"]) / 2**20 - row["output_mb"])
@@ -86,6 +88,11 @@ def run_case(case: Case, threads: int, repeats: int, algorithm: str | None, peer
     row["samples"] = samples
     row["times"] = {name: median(s) for name, s in samples.items()}
     return row
+
+
+def relative_error(result: np.ndarray, exact: np.ndarray) -> float:
+    """Relative L2 error."""
+    return float(np.linalg.norm(result - exact) / np.linalg.norm(exact))
 
 
 def ratios(row: dict) -> dict:
@@ -111,7 +118,20 @@ def geomean(values) -> float | None:
 def summary(rows: list[dict]) -> dict:
     r = [ratios(row) for row in rows]
     return {key: geomean(x.get(key) for x in r) for key in ("vs_torch", "vs_onnxruntime", "vs_best_peer")} | {
-        "cases_over_1.3_vs_torch": [row["name"] for row, x in zip(rows, r) if x.get("vs_torch", 0) > 1.3]}
+        "cases_over_1.3_vs_torch": [row["name"] for row, x in zip(rows, r) if x.get("vs_torch", 0) > 1.3],
+        "gradient_over_forward": gradient_over_forward(rows)}
+
+
+def gradient_over_forward(rows: list[dict]) -> dict[str, float]:
+    """fastconv's time of each gradient case / its time on the forward case of the same layer, when both ran."""
+    forward = {(tuple(r["x"]), tuple(r["w"]), repr(r["kwargs"])): r for r in rows if r["op"].startswith("conv")
+               and not r["op"].startswith("conv_transpose")}
+    out = {}
+    for r in rows:
+        f = forward.get((tuple(r["x"]), tuple(r["w"]), repr(r["kwargs"])))
+        if r["op"].startswith("grad_") and f and "fastconv" in r["times"] and "fastconv" in f["times"]:
+            out[r["name"]] = r["times"]["fastconv"] / f["times"]["fastconv"]
+    return out
 
 
 def _ms(t: float | None) -> str:
@@ -121,23 +141,22 @@ def _ms(t: float | None) -> str:
 def table(rows: list[dict]) -> str:
     """The results as a Markdown table, with geometric means."""
     head = ("case", "algorithm", "fastconv ms", *(f"{p} ms" for p in PEERS), "GFLOP/s", "fc/torch", "fc/ORT",
-            "fc/best peer", "extra MB", "rel err")
+            "fc/best peer", "extra MB", "error", "torch error")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         t, r = row["times"], ratios(row)
         gflops = f"{row['gflop'] / t['fastconv']:.0f}" if "fastconv" in t else "-"
-        err = row.get("rel_error_vs_torch")
         cells = (row["name"], row.get("algorithm", row["skipped"].get("fastconv", "-"))[:40], _ms(t.get("fastconv")),
                  *(_ms(t.get(p)) for p in PEERS), gflops,
                  *(f"{r[k]:.2f}" if k in r else "-" for k in ("vs_torch", "vs_onnxruntime")),
                  f"{r['vs_best_peer']:.2f} ({r['best_peer']})" if "vs_best_peer" in r else "-",
                  f"{row['peak_extra_mb']:.0f}" if "peak_extra_mb" in row else "-",
-                 f"{err:.1e}" if err is not None else "-")
+                 *(f"{row[k]:.1e}" if k in row else "-" for k in ("rel_error", "torch_rel_error")))
         lines.append("| " + " | ".join(cells) + " |")
     s = summary(rows)
     lines.append("| **geometric mean** | | | | | | | " + " | ".join(
         f"**{s[k]:.2f}**" if s[k] is not None else "-" for k in ("vs_torch", "vs_onnxruntime", "vs_best_peer"))
-        + " | | |")
+        + " | | | |")
     return "\n".join(lines)
 
 
@@ -208,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
           f"fastconv/onnxruntime {s['vs_onnxruntime'] or float('nan'):.3f}, "
           f"fastconv/best peer {s['vs_best_peer'] or float('nan'):.3f}; "
           f"cases above 1.3x torch: {s['cases_over_1.3_vs_torch'] or 'none'}")
+    if s["gradient_over_forward"]:
+        print("gradient / forward time of the same layer: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in s["gradient_over_forward"].items()))
     for row in rows:
         for name, why in row["skipped"].items():
             if name == "fastconv":

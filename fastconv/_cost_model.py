@@ -7,7 +7,30 @@ compares algorithms on the same call.
 
 #: einsum per tap, single-threaded, with temporaries: ~0.5 GMAC/s.
 REFERENCE_SECONDS_PER_MAC = 2e-9
-#: BLAS sgemm on both cores: ~50 GMAC/s on mid-size layers.
+#: BLAS sgemm on both cores at large sizes: ~50 GMAC/s on mid-size layers.
 GEMM_SECONDS_PER_MAC = 2e-11
-#: Building im2col columns: strided copies at ~4 GB/s.
+#: Building im2col columns (compiled, rows in parallel): ~4 GB/s written.
 GEMM_SECONDS_PER_COLUMN_BYTE = 2.5e-10
+#: Matrix sizes at which BLAS runs at half its peak rate, per dimension (M, K, N).
+GEMM_HALF_RATE_SIZES = (16, 16, 16)
+
+
+def gemm_seconds(macs: int, m: int, k: int, n: int, column_elements: int, itemsize: int) -> float:
+    """Estimated seconds of ``macs`` multiply-adds done as (m x k) @ (k x n) products, plus
+    writing ``column_elements`` packed columns; small matrices run below the peak rate."""
+    m0, k0, n0 = GEMM_HALF_RATE_SIZES
+    slowdown = 1 + m0 / m + k0 / k + n0 / n
+    return macs * GEMM_SECONDS_PER_MAC * slowdown + column_elements * itemsize * GEMM_SECONDS_PER_COLUMN_BYTE
+
+# ---- fft (algorithms/fft.py, _fft_layout.transform_seconds) ---------------------------------
+# Fitted against GEMM_SECONDS_PER_MAC in the same process (benchmarks of tests' FFT layers,
+# medians), so the two stay comparable on a loaded machine.
+#: pocketfft (scipy.fft, workers=2) per point and log2(size) of a complex transform; real ones cost half.
+FFT_SECONDS_PER_POINT_LOG2 = 1.5e-10
+#: Per-frequency complex multiply-add of the channel contraction (batched small cgemm).
+FFT_SECONDS_PER_COMPLEX_MAC = 2e-10
+#: Copies into tile buffers and between layouts, per element.
+FFT_SECONDS_PER_ELEMENT_MOVED = 1e-9
+#: relative_error_bound = eps/2 * (A * log2(transform volume) + B * sqrt(terms per frequency)).
+FFT_ERROR_PER_LOG2_POINT = 1.0
+FFT_ERROR_PER_SQRT_TERM = 1.0

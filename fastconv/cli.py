@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "explain": ("fastconv._cli_explain", "show which algorithm the planner picks for a call, and why"),
     "demo": ("fastconv._cli_demo", "train a small convolutional network on scikit-learn's 8x8 digits"),
     "bench": ("fastconv._cli_bench", "time the reference workload against torch and the other peers installed"),
+    "volume": ("fastconv._cli_volume", "convolve a zarr volume larger than memory on Dask workers, block by block"),
 }
 
 

@@ -45,7 +45,7 @@ def _input_grad(function, nd, input_size, weight, grad_output, stride, padding, 
     _batched(ctx, w.ndim - 2, dy[0] if unbatched else dy)
     size = _shape(input_size, "input_size", ctx)
     geom = ConvGeometry.for_gradient(size, w.shape, dy.shape, stride, padding, dilation, groups,
-                                     ctx.with_shapes(size))
+                                     CallContext(function, size, w.shape, input_label="input_size"))
     return run("input_grad", geom, dy, np.conj(w) if w.dtype.kind == "c" else w, ctx, algorithm=algorithm)
 
 

@@ -6,6 +6,10 @@ bounds, never by a padded copy of the input, so negative padding (cropping) need
 special. A tile covers samples ``n0 .. n0+nt`` and the flattened output positions
 ``l0 .. l0+lt`` of each, so the columns of a huge sample can be built a slice at a time.
 
+The inner loops index flat arrays with unsigned offsets: numba's negative-index handling on
+signed indices (and reference counting on array views) would otherwise stop vectorisation
+and cost several times the copy itself.
+
 Imported lazily (numba is slow to import); compiled once per dtype and cached on disk.
 """
 
@@ -14,12 +18,13 @@ from __future__ import annotations
 import numba
 from numba import prange
 
+_u = numba.uint64
+
 
 @numba.njit(inline="always")
 def _tap_offsets(tap, ksize, dilation, lo):
     """Offset (in unpadded input coordinates) of kernel tap ``tap`` in each spatial dimension."""
-    kh_kw = ksize[1] * ksize[2]
-    kd = tap // kh_kw
+    kd = tap // (ksize[1] * ksize[2])
     kh = (tap // ksize[2]) % ksize[1]
     kw = tap % ksize[2]
     return kd * dilation[0] - lo[0], kh * dilation[1] - lo[1], kw * dilation[2] - lo[2]
@@ -33,6 +38,53 @@ def _valid_range(off, step, size, count):
     return first, max(first, stop)
 
 
+@numba.njit(inline="always")
+def _gather(dst, d0, src, s0, step, count):
+    """dst[d0 + u] = src[s0 + u*step] for u < count (flat arrays)."""
+    d, s = _u(d0), _u(s0)
+    if step == 1:
+        for u in range(_u(count)):
+            dst[d + u] = src[s + u]
+    else:
+        st = _u(step)
+        for u in range(_u(count)):
+            dst[d + u] = src[s + u * st]
+
+
+@numba.njit(inline="always")
+def _scatter_add(dst, d0, step, src, s0, count):
+    """dst[d0 + u*step] += src[s0 + u] for u < count (flat arrays)."""
+    d, s = _u(d0), _u(s0)
+    if step == 1:
+        for u in range(_u(count)):
+            dst[d + u] += src[s + u]
+    else:
+        st = _u(step)
+        for u in range(_u(count)):
+            dst[d + u * st] += src[s + u]
+
+
+@numba.njit(inline="always")
+def _zero(dst, d0, count):
+    d = _u(d0)
+    for u in range(_u(max(count, 0))):
+        dst[d + u] = 0
+
+
+@numba.njit(inline="always")
+def _line_run(line_d, line_h, ow0, remaining, off_d, off_h, w_first, w_stop, stride, in_size, out_w):
+    """For the output line (line_d, line_h) from column ow0 on: the run length, and the columns
+    [a, b) whose input lies inside the array, with the input row they read (flat over D, H)."""
+    run = min(out_w - ow0, remaining)
+    idd = line_d * stride[0] + off_d
+    ih = line_h * stride[1] + off_h
+    if idd < 0 or idd >= in_size[0] or ih < 0 or ih >= in_size[1]:
+        return run, ow0 + run, ow0 + run, 0
+    a = min(max(w_first, ow0), ow0 + run)
+    b = max(min(w_stop, ow0 + run), a)
+    return run, a, b, idd * in_size[1] + ih
+
+
 @numba.njit(parallel=True, cache=True)
 def im2col(x, cols, n0, l0, ksize, stride, dilation, lo, out_size):
     """Fill ``cols[(c, tap), i, j]`` with the input that kernel tap ``tap`` of channel ``c`` meets at
@@ -41,42 +93,39 @@ def im2col(x, cols, n0, l0, ksize, stride, dilation, lo, out_size):
     x: (N, C, D, H, W) C-contiguous; cols: (C * taps, nt, lt) C-contiguous.
     """
     rows, nt, lt = cols.shape
+    channels = x.shape[1]
+    in_size = (x.shape[2], x.shape[3])
+    size_w = x.shape[4]
+    plane = in_size[0] * in_size[1] * size_w
+    xf, cf = x.reshape(-1), cols.reshape(-1)
     taps = ksize[0] * ksize[1] * ksize[2]
-    size_d, size_h, size_w = x.shape[2], x.shape[3], x.shape[4]
     out_h, out_w = out_size[1], out_size[2]
     sw = stride[2]
+    first_line = l0 // out_w
     for row in prange(rows):
         c = row // taps
         off_d, off_h, off_w = _tap_offsets(row - c * taps, ksize, dilation, lo)
         w_first, w_stop = _valid_range(off_w, sw, size_w, out_w)
         for i in range(nt):
-            dst = cols[row, i]
+            src0 = ((n0 + i) * channels + c) * plane + off_w
+            dst0 = (row * nt + i) * lt
+            line_d, line_h = first_line // out_h, first_line % out_h
+            ow0 = l0 - first_line * out_w
             j = 0
             while j < lt:
-                line = (l0 + j) // out_w  # index of the output line (od, oh)
-                ow0 = l0 + j - line * out_w
-                run = min(out_w - ow0, lt - j)
-                od = line // out_h
-                ih = (line - od * out_h) * stride[1] + off_h
-                idd = od * stride[0] + off_d
-                a = min(max(w_first, ow0), ow0 + run)
-                b = max(min(w_stop, ow0 + run), a)
-                if idd < 0 or idd >= size_d or ih < 0 or ih >= size_h:
-                    a = b = ow0 + run
-                for u in range(j, j + a - ow0):
-                    dst[u] = 0
+                run, a, b, in_line = _line_run(line_d, line_h, ow0, lt - j, off_d, off_h, w_first, w_stop,
+                                               stride, in_size, out_w)
+                base = dst0 + j - ow0  # cf[base + ow] holds output column ow of this line
+                _zero(cf, base + ow0, a - ow0)
                 if b > a:
-                    src = x[n0 + i, c, idd, ih]
-                    base = j - ow0
-                    if sw == 1:
-                        for ow in range(a, b):
-                            dst[base + ow] = src[ow + off_w]
-                    else:
-                        for ow in range(a, b):
-                            dst[base + ow] = src[ow * sw + off_w]
-                for u in range(j + b - ow0, j + run):
-                    dst[u] = 0
+                    _gather(cf, base + a, xf, src0 + in_line * size_w + a * sw, sw, b - a)
+                _zero(cf, base + b, ow0 + run - b)
                 j += run
+                ow0 = 0
+                line_h += 1
+                if line_h == out_h:
+                    line_h = 0
+                    line_d += 1
 
 
 @numba.njit(parallel=True, cache=True)
@@ -84,38 +133,37 @@ def col2im_add(cols, dx, n0, l0, ksize, stride, dilation, lo, out_size):
     """Adjoint of :func:`im2col`: ``dx[n0 + i, c, ...] += cols[(c, tap), i, j]`` at the input position
     tap ``tap`` of output position ``l0 + j`` reads (entries falling in the padding are dropped).
 
-    Parallel over channels, so no two threads write the same element.
+    Parallel over channels, so no two threads write the same element. dx C-contiguous.
     """
     rows, nt, lt = cols.shape
     channels = dx.shape[1]
+    in_size = (dx.shape[2], dx.shape[3])
+    size_w = dx.shape[4]
+    plane = in_size[0] * in_size[1] * size_w
+    xf, cf = dx.reshape(-1), cols.reshape(-1)
     taps = rows // channels
-    size_d, size_h, size_w = dx.shape[2], dx.shape[3], dx.shape[4]
     out_h, out_w = out_size[1], out_size[2]
     sw = stride[2]
+    first_line = l0 // out_w
     for c in prange(channels):
         for tap in range(taps):
             row = c * taps + tap
             off_d, off_h, off_w = _tap_offsets(tap, ksize, dilation, lo)
             w_first, w_stop = _valid_range(off_w, sw, size_w, out_w)
             for i in range(nt):
-                src = cols[row, i]
+                dst0 = ((n0 + i) * channels + c) * plane + off_w
+                src0 = (row * nt + i) * lt
+                line_d, line_h = first_line // out_h, first_line % out_h
+                ow0 = l0 - first_line * out_w
                 j = 0
                 while j < lt:
-                    line = (l0 + j) // out_w
-                    ow0 = l0 + j - line * out_w
-                    run = min(out_w - ow0, lt - j)
-                    od = line // out_h
-                    ih = (line - od * out_h) * stride[1] + off_h
-                    idd = od * stride[0] + off_d
-                    a = min(max(w_first, ow0), ow0 + run)
-                    b = max(min(w_stop, ow0 + run), a)
-                    if b > a and 0 <= idd < size_d and 0 <= ih < size_h:
-                        dst = dx[n0 + i, c, idd, ih]
-                        base = j - ow0
-                        if sw == 1:
-                            for ow in range(a, b):
-                                dst[ow + off_w] += src[base + ow]
-                        else:
-                            for ow in range(a, b):
-                                dst[ow * sw + off_w] += src[base + ow]
+                    run, a, b, in_line = _line_run(line_d, line_h, ow0, lt - j, off_d, off_h, w_first, w_stop,
+                                                   stride, in_size, out_w)
+                    if b > a:
+                        _scatter_add(xf, dst0 + in_line * size_w + a * sw, sw, cf, src0 + j - ow0 + a, b - a)
                     j += run
+                    ow0 = 0
+                    line_h += 1
+                    if line_h == out_h:
+                        line_h = 0
+                        line_d += 1

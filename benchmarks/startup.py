@@ -1,0 +1,147 @@
+"""Start-up costs, each measured in fresh subprocesses (medians):
+
+* ``import fastconv``: wall time beyond ``import numpy`` and -X importtime's figure, and
+  which heavy modules (numba, scipy, torch, dask) the import pulled in (should be none);
+* the first call of each algorithm and op in a fresh process, beyond a warm call: what a user
+  pays for loading compiled numba kernels from the on-disk cache (plus importing numba for the
+  first one). One process per (algorithm, op), after one process that fills the cache.
+
+    python benchmarks/startup.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+#: Small calls, one per kind of layer, so that every algorithm finds a geometry it accepts.
+PROBES = [
+    ("conv2d", (1, 8, 12, 12), (8, 8, 3, 3), dict(padding=1)),
+    ("conv2d", (1, 8, 12, 12), (8, 1, 3, 3), dict(padding=1, groups=8)),
+    ("conv2d", (1, 4, 40, 40), (4, 1, 15, 15), dict(padding=7, groups=4)),
+    ("conv2d", (1, 8, 12, 12), (8, 8, 3, 3), dict(stride=2, padding=1)),
+    ("conv1d", (1, 8, 64), (8, 8, 3), dict(padding=1)),
+    ("conv3d", (1, 4, 8, 8, 8), (4, 4, 3, 3, 3), dict(padding=1)),
+    ("conv_transpose2d", (1, 8, 8, 8), (8, 4, 2, 2), dict(stride=2)),
+    ("conv_transpose2d", (1, 8, 8, 8), (8, 4, 4, 4), dict(stride=2, padding=1)),
+    ("conv_transpose3d", (1, 4, 4, 4, 4), (4, 4, 2, 2, 2), dict(stride=2)),
+]
+
+_FIRST_CALL = """
+import json, sys, time
+import numpy as np
+import fastconv
+from fastconv import functional, grad
+function, x, w, kw, alg, op = json.loads(sys.argv[1])
+rng = np.random.default_rng(0)
+xa, wa = rng.standard_normal(x, dtype=np.float32), rng.standard_normal(w, dtype=np.float32)
+geom = fastconv.plan_for(function, x, w, **kw).geom
+if op == "forward":
+    call = lambda: getattr(functional, function)(xa, wa, algorithm=alg, **kw)
+elif op == "input_grad":
+    dy = rng.standard_normal(geom.output_shape, dtype=np.float32)
+    call = lambda: getattr(grad, function + "_input")(x, wa, dy, algorithm=alg, **kw)
+else:
+    dy = rng.standard_normal(geom.output_shape, dtype=np.float32)
+    call = lambda: getattr(grad, function + "_weight")(xa, w, dy, algorithm=alg, **kw)
+t0 = time.perf_counter(); call(); first = time.perf_counter() - t0
+warm = []
+for _ in range(3):
+    t0 = time.perf_counter(); call(); warm.append(time.perf_counter() - t0)
+print(json.dumps([first, min(warm), "numba" in sys.modules]))
+"""
+
+
+def _python(code: str, *args: str) -> str:
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True).stdout
+
+
+def _wall(code: str, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        _python(code)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def import_cost(repeats: int) -> dict:
+    """Median seconds: fastconv's own -X importtime total, and the wall time beyond python and numpy."""
+    own, beyond = [], []
+    for _ in range(repeats):
+        err = subprocess.run([sys.executable, "-X", "importtime", "-c", "import fastconv"], capture_output=True,
+                             text=True, check=True).stderr
+        cumulative = {line.split("|")[2].strip(): int(line.split("|")[1]) / 1e6
+                      for line in err.splitlines() if line.startswith("import time:") and "|" in line
+                      and line.split("|")[1].strip().isdigit()}
+        own.append(cumulative["fastconv"])
+        beyond.append(cumulative["fastconv"] - cumulative.get("numpy", 0.0))
+    heavy = _python("import sys, fastconv; print([m for m in ('numba', 'scipy', 'torch', 'dask', 'threadpoolctl') "
+                    "if m in sys.modules])").strip()
+    bare, numpy_only = _wall("pass", repeats), _wall("import numpy", repeats)
+    with_fastconv = _wall("import fastconv", repeats)
+    return {"importtime_fastconv_s": statistics.median(own), "importtime_beyond_numpy_s": statistics.median(beyond),
+            "wall_python_s": bare, "wall_numpy_s": numpy_only,
+            "wall_fastconv_s": with_fastconv, "beyond_numpy_s": with_fastconv - numpy_only, "heavy_modules": heavy}
+
+
+def first_calls() -> list[dict]:
+    """Per algorithm and op it runs natively: first call in a fresh process minus a warm call (seconds)."""
+    import fastconv
+    from fastconv.algorithms import ALGORITHMS
+    rows = []
+    for name, alg in ALGORITHMS.items():
+        if name == "reference":
+            continue
+        for op in alg.native_ops:
+            probe = _probe_for(fastconv, name, op)
+            if probe is None:
+                rows.append({"algorithm": name, "op": op, "note": "no probe it accepts"})
+                continue
+            arg = json.dumps([*probe, name, op])
+            _python(_FIRST_CALL, arg)  # fills the on-disk kernel cache if it is empty
+            first, warm, numba = json.loads(_python(_FIRST_CALL, arg))
+            rows.append({"algorithm": name, "op": op, "probe": probe[:3], "first_s": first, "warm_s": warm,
+                         "extra_s": first - warm, "numba": numba})
+    return rows
+
+
+def _probe_for(fastconv, name: str, op: str):
+    function = {"forward": "", "input_grad": "_input", "weight_grad": "_weight"}[op]
+    for fn, x, w, kw in PROBES:
+        if op != "forward" and fn.startswith("conv_transpose"):
+            continue
+        try:
+            fastconv.plan_for(fn + function, x, w, algorithm=name, **kw)
+        except ValueError:
+            continue
+        return fn, x, w, kw
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    imp = import_cost(args.repeats)
+    print(f"import fastconv: {imp['importtime_fastconv_s'] * 1e3:.0f} ms by -X importtime, "
+          f"{imp['importtime_beyond_numpy_s'] * 1e3:.0f} ms of it beyond numpy; "
+          f"wall {imp['wall_fastconv_s'] * 1e3:.0f} ms vs {imp['wall_numpy_s'] * 1e3:.0f} ms for numpy alone and "
+          f"{imp['wall_python_s'] * 1e3:.0f} ms for a bare python; heavy modules imported: {imp['heavy_modules']}")
+    print("\nfirst call in a fresh process (kernels cached on disk), beyond a warm call:")
+    print(f"{'algorithm':<12} {'op':<12} {'probe':<42} {'first ms':>9} {'warm ms':>8} {'extra ms':>9} numba")
+    for row in first_calls():
+        if "note" in row:
+            print(f"{row['algorithm']:<12} {row['op']:<12} {row['note']}")
+            continue
+        probe = f"{row['probe'][0]} {row['probe'][1]}x{row['probe'][2]}"
+        print(f"{row['algorithm']:<12} {row['op']:<12} {probe:<42} {row['first_s'] * 1e3:9.1f} "
+              f"{row['warm_s'] * 1e3:8.2f} {row['extra_s'] * 1e3:9.1f} {row['numba']}")
+
+
+if __name__ == "__main__":
+    main()
