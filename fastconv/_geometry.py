@@ -157,13 +157,8 @@ class ConvGeometry:
     def for_conv(cls, input_shape, weight_shape, stride, padding, dilation, groups,
                  ctx: CallContext, *, allow_string_padding: bool = True) -> "ConvGeometry":
         """Geometry of ``conv(input, weight)``; ``input_shape`` is batched ``(N, C, *spatial)``."""
-        nd = _check_ranks(input_shape, weight_shape, ctx)
-        kernel = tuple(int(k) for k in weight_shape[2:])
-        stride_t = _args.int_tuple(stride, nd, "stride", ctx, minimum=1)
-        dilation_t = _args.int_tuple(dilation, nd, "dilation", ctx, minimum=1)
-        groups = _args.check_groups(groups, ctx)
-        pad = _args.padding_pairs(padding, nd, ctx, kernel=kernel, stride=stride_t, dilation=dilation_t,
-                                  allow_strings=allow_string_padding)
+        nd, kernel, stride_t, dilation_t, groups, pad = _normalise(
+            input_shape, weight_shape, stride, padding, dilation, groups, ctx, allow_string_padding)
         out_channels, per_group = int(weight_shape[0]), int(weight_shape[1])
         _check_channels(int(input_shape[1]), out_channels, per_group, groups, ctx, "weight.shape[0]")
         geom = cls(int(input_shape[0]), int(input_shape[1]), out_channels, groups,
@@ -180,13 +175,8 @@ class ConvGeometry:
         ``(L_in - 1)*stride - (lo + hi) + dilation*(kernel - 1) + output_padding + 1``.
         ``output_size`` (as torch's ConvTranspose modules) picks output_padding for you.
         """
-        nd = _check_ranks(input_shape, weight_shape, ctx)
-        kernel = tuple(int(k) for k in weight_shape[2:])
-        stride_t = _args.int_tuple(stride, nd, "stride", ctx, minimum=1)
-        dilation_t = _args.int_tuple(dilation, nd, "dilation", ctx, minimum=1)
-        groups = _args.check_groups(groups, ctx)
-        pad = _args.padding_pairs(padding, nd, ctx, kernel=kernel, stride=stride_t, dilation=dilation_t,
-                                  allow_strings=False)
+        nd, kernel, stride_t, dilation_t, groups, pad = _normalise(
+            input_shape, weight_shape, stride, padding, dilation, groups, ctx, False)
         in_size = tuple(int(n) for n in input_shape[2:])
         minimal = tuple((n - 1) * s - lo - hi + d * (k - 1) + 1
                         for n, s, (lo, hi), d, k in zip(in_size, stride_t, pad, dilation_t, kernel))
@@ -240,6 +230,19 @@ class ConvGeometry:
                 f"padded input size {self.padded_size} is smaller than the dilated kernel "
                 f"{self.dilated_kernel}; pad more, shrink dilation or use a smaller kernel"
             )
+
+
+def _normalise(input_shape, weight_shape, stride, padding, dilation, groups, ctx: CallContext,
+               allow_string_padding: bool):
+    """The user's parameters -> (nd, kernel, stride, dilation, groups, ((lo, hi), ...))."""
+    nd = _check_ranks(input_shape, weight_shape, ctx)
+    kernel = tuple(int(k) for k in weight_shape[2:])
+    stride_t = _args.int_tuple(stride, nd, "stride", ctx, minimum=1)
+    dilation_t = _args.int_tuple(dilation, nd, "dilation", ctx, minimum=1)
+    groups = _args.check_groups(groups, ctx)
+    pad = _args.padding_pairs(padding, nd, ctx, kernel=kernel, stride=stride_t, dilation=dilation_t,
+                              allow_strings=allow_string_padding)
+    return nd, kernel, stride_t, dilation_t, groups, pad
 
 
 def _check_ranks(input_shape, weight_shape, ctx: CallContext) -> int:
