@@ -157,7 +157,7 @@ class ConvGeometry:
     def for_conv(cls, input_shape, weight_shape, stride, padding, dilation, groups,
                  ctx: CallContext, *, allow_string_padding: bool = True) -> "ConvGeometry":
         """Geometry of ``conv(input, weight)``; ``input_shape`` is batched ``(N, C, *spatial)``."""
-        nd, kernel, stride_t, dilation_t, groups, pad = _normalise(
+        _, kernel, stride_t, dilation_t, groups, pad = _normalise(
             input_shape, weight_shape, stride, padding, dilation, groups, ctx, allow_string_padding)
         out_channels, per_group = int(weight_shape[0]), int(weight_shape[1])
         _check_channels(int(input_shape[1]), out_channels, per_group, groups, ctx, "weight.shape[0]")
