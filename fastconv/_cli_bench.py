@@ -145,7 +145,7 @@ def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         t, r = row["times"], ratios(row)
-        gflops = f"{row['gflop'] / t['fastconv']:.0f}" if "fastconv" in t else "-"
+        gflops = f"{row['gflop'] / t['fastconv']:.3g}" if "fastconv" in t else "-"
         cells = (row["name"], row.get("algorithm", row["skipped"].get("fastconv", "-"))[:40], _ms(t.get("fastconv")),
                  *(_ms(t.get(p)) for p in PEERS), gflops,
                  *(f"{r[k]:.2f}" if k in r else "-" for k in ("vs_torch", "vs_onnxruntime")),

@@ -102,6 +102,7 @@ def _peak_rss() -> int:
 
 def run(args: argparse.Namespace) -> int:
     import zarr
+    from dask.utils import parse_bytes
     from distributed import Client
 
     source = zarr.open_array(args.input, mode="r")
@@ -109,8 +110,11 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler:
         client = Client(args.scheduler)
     else:
+        # each worker's scratch (im2col columns, transforms) gets an eighth of its memory
+        workspace_mb = max(parse_bytes(args.memory_limit) // 8 // 2**20, 16)
         client = Client(n_workers=args.workers, threads_per_worker=args.threads_per_worker, processes=True,
-                        memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address=None)
+                        memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address=None,
+                        env={"FASTCONV_WORKSPACE_MB": str(workspace_mb)})
     with client:
         summary = convolve_volume(client, args.input, args.output, weight, groups=groups or args.groups,
                                   stride=args.stride, padding=args.padding, dilation=args.dilation,

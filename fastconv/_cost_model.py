@@ -26,11 +26,26 @@ def gemm_seconds(macs: int, m: int, k: int, n: int, column_elements: int, itemsi
 # Fitted against GEMM_SECONDS_PER_MAC in the same process (benchmarks of tests' FFT layers,
 # medians), so the two stay comparable on a loaded machine.
 #: pocketfft (scipy.fft, workers=2) per point and log2(size) of a complex transform; real ones cost half.
-FFT_SECONDS_PER_POINT_LOG2 = 1.5e-10
+FFT_SECONDS_PER_POINT_LOG2 = 9e-10
+#: Complex multiply-add of a DFT done as a matrix product (BLAS cgemm).
+FFT_SECONDS_PER_DFT_MAC = 1.6e-10
 #: Per-frequency complex multiply-add of the channel contraction (batched small cgemm).
 FFT_SECONDS_PER_COMPLEX_MAC = 2e-10
-#: Copies into tile buffers and between layouts, per element.
-FFT_SECONDS_PER_ELEMENT_MOVED = 1e-9
+#: Per element of every transform's input and spectrum: buffers, copies, products' memory traffic.
+FFT_SECONDS_PER_ELEMENT = 1e-9
 #: relative_error_bound = eps/2 * (A * log2(transform volume) + B * sqrt(terms per frequency)).
 FFT_ERROR_PER_LOG2_POINT = 1.0
 FFT_ERROR_PER_SQRT_TERM = 1.0
+
+# ---- direct and depthwise (algorithms/direct.py, Direct.cost) ---------------------------------
+# Fitted against GEMM_SECONDS_PER_MAC in one process (suite layers and small variants, both cores,
+# medians; see the report of the direct kernels): numba emits 8-lane (ymm) loops, so the
+# micro-kernels peak near half of BLAS's rate; they win where im2col and thin matrices lose.
+#: Multiply-add of the one-output kernel (4 taps per pass over its accumulator run).
+DIRECT_SECONDS_PER_MAC = 3.5e-11
+#: Multiply-add of the four-output kernel (four outputs share each load).
+DIRECT_SECONDS_PER_BLOCKED_MAC = 2.5e-11
+#: Per element packed (zero-padded, phase-split input planes) or stored/loaded (outputs, gradients).
+DIRECT_SECONDS_PER_ELEMENT = 1.5e-9
+#: Fixed cost of one call (argument checks, dispatch, thread start).
+DIRECT_SECONDS_PER_CALL = 5e-5

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from ._base import OPS, Algorithm
+from .depthwise import Depthwise
+from .direct import Direct
+from .fft import FFT
 from .gemm import Gemm
 from .reference import Reference
 
 #: Every algorithm by name, in the order the planner lists them.
-ALGORITHMS: dict[str, Algorithm] = {alg.name: alg for alg in (Reference(), Gemm())}
+ALGORITHMS: dict[str, Algorithm] = {alg.name: alg for alg in (Reference(), Gemm(), FFT(), Direct(), Depthwise())}
 
 __all__ = ["ALGORITHMS", "OPS", "Algorithm"]

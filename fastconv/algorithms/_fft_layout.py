@@ -1,4 +1,4 @@
-"""Where the FFT algorithm puts things: stride phases, tiles and transform lengths.
+"""Where the FFT algorithm puts things: stride phases, tiles, transform lengths and methods.
 
 Pure integer bookkeeping derived from a :class:`~fastconv._geometry.ConvGeometry`, with no
 arrays, so the planner can cost a geometry without touching data.
@@ -10,15 +10,22 @@ that phase at offsets ``v_t``: the polyphase form, which computes exactly the ou
 needed (no stride-1 result to subsample) and places dilated taps at their offsets
 (no zero-inserted kernel is ever built; dilation only lengthens the span).
 
-Output tile ``[p0, p0 + block)`` then reads phase indices ``[p0 + vmin, p0 + vmin + length)``
+Output tile ``[p0, p0 + block)`` reads phase indices ``[p0 + vmin, p0 + vmin + length)``
 with ``length = block + span``, ``span = vmax - vmin``: a circular correlation of that
-length, with tap ``t`` placed at ``(vmin - v_t) mod length``, is exact on the tile
-(overlap-save). One tile per axis when the whole output fits the transform.
+length, with tap ``t`` at ``(shift - (v_t - vmin)) mod length``, is exact on the tile
+(overlap-save). An axis cut into one tile rotates its data to the frame's start
+(``shift``, folded into the kernel) so the trailing zeros need not be stored.
+
+Each axis is transformed by one of two methods: ``"fft"`` (the FFT library, cost
+~ length*log2(length) per line) or ``"matrix"`` (the DFT as a BLAS matrix product, cost
+~ samples*frequencies per line but at BLAS speed, and it skips the zero samples and the
+discarded outputs). Small axes favour the matrix, long ones the FFT.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -30,7 +37,7 @@ from . import _fft_backend
 
 @dataclass(frozen=True)
 class AxisLayout:
-    """Phases and tiles of one spatial axis."""
+    """Phases, tiles and transform methods of one spatial axis."""
 
     size: int  #: input length
     stride: int
@@ -41,6 +48,7 @@ class AxisLayout:
     span: int  #: vmax - vmin
     out: int  #: output length
     length: int  #: transform length of one tile
+    methods: tuple[str, str, str] = ("fft", "fft", "fft")  #: for (input, kernel, inverse)
 
     @property
     def block(self) -> int:
@@ -51,23 +59,41 @@ class AxisLayout:
     def tiles(self) -> int:
         return -(-self.out // self.block)
 
+    @property
+    def shift(self) -> int:
+        """Rotation bringing the first stored sample to the frame's start (one tile only)."""
+        return max(0, -self.vmin) if self.tiles == 1 else 0
+
+    @property
+    def frequencies(self) -> int:
+        return self.length
+
     def kernel_positions(self) -> np.ndarray:
         """Per tap, its index in the circular kernel of one tile."""
-        return (-np.asarray(self.tap_offset)) % self.length
+        return (self.shift - np.asarray(self.tap_offset)) % self.length
 
     def window(self, first: int, stop: int) -> tuple[int, int]:
         """Phase indices ``[start, start + count)`` that tiles ``[first, stop)`` read."""
         return self.vmin + first * self.block, (stop - first - 1) * self.block + self.length
 
+    def stored(self, first: int, stop: int) -> int:
+        """Samples per phase the buffer of tiles ``[first, stop)`` stores; a single tile
+        keeps only the part that holds input (the transform pads the rest)."""
+        start, count = self.window(first, stop)
+        if self.tiles > 1:
+            return count
+        longest = len(range(self.phases[0], self.size, self.stride))
+        return max(1, min(start + count, longest) - max(start, 0))
+
     def phase_copy(self, phase: int, start: int, count: int) -> tuple[slice, slice] | None:
         """(input slice, buffer slice) copying phase ``phase``'s indices ``[start, start + count)``
-        into a window buffer; None when that window holds no input of this phase."""
+        into a buffer; None when that window holds no input of this phase."""
         available = len(range(phase, self.size, self.stride))
         lo, hi = max(start, 0), min(start + count, available)
         if lo >= hi:
             return None
-        s = self.stride
-        return slice(phase + s * lo, phase + s * (hi - 1) + 1, s), slice(lo - start, hi - start)
+        s, shift = self.stride, self.shift
+        return slice(phase + s * lo, phase + s * (hi - 1) + 1, s), slice(lo - start - shift, hi - start - shift)
 
 
 def axis_geometry(geom: ConvGeometry, axis: int) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
@@ -87,13 +113,13 @@ def _axis(geom: ConvGeometry, axis: int, length: int) -> AxisLayout:
 
 @dataclass(frozen=True)
 class Layout:
-    """Phases and tiles of every axis, plus the chunking of (batch x tiles) into blocks."""
+    """Phases, tiles and methods of every axis, and the chunking of (batch x tiles) into blocks."""
 
     geom: ConvGeometry
     complex_: bool
     axes: tuple[AxisLayout, ...]
     chunk: tuple[int, ...]  #: block size along (batch, tiles of axis 0, tiles of axis 1, ...)
-    itemsize: int  #: bytes of one real scalar
+    seconds: float  #: estimated run time
 
     @property
     def lengths(self) -> tuple[int, ...]:
@@ -107,29 +133,23 @@ class Layout:
     def tile_count(self) -> int:
         return math.prod(a.tiles for a in self.axes)
 
-    @property
-    def frequencies(self) -> int:
-        return _frequencies(self.lengths, self.complex_)
-
     def blocks(self):
         """Per block: (batch slice, per-axis (first, stop) tile ranges)."""
-        import itertools
         sizes = (self.geom.batch, *(a.tiles for a in self.axes))
         ranges = [[(b, min(b + c, n)) for b in range(0, n, c)] for n, c in zip(sizes, self.chunk)]
         for (b0, b1), *tiles in itertools.product(*ranges):
             yield slice(b0, b1), tuple(tiles)
 
 
-def _frequencies(lengths, complex_: bool) -> int:
-    """Spectrum points of one tile: the last axis keeps its half spectrum for real data."""
-    return math.prod(lengths) if complex_ else math.prod(lengths[:-1]) * (lengths[-1] // 2 + 1)
+def _spectrum(lengths, complex_: bool) -> list[int]:
+    """Frequencies kept per axis: real data keeps the half spectrum of the last axis."""
+    return [*lengths[:-1], lengths[-1] if complex_ else lengths[-1] // 2 + 1]
 
 
 def _bytes(geom: ConvGeometry, lengths, phases: int, complex_: bool, itemsize: int) -> tuple[int, int]:
     """(fixed bytes: kernel in space and frequency, bytes per sample-tile): the workspace estimate."""
-    vol, freq = math.prod(lengths), _frequencies(lengths, complex_)
-    real = itemsize * (2 if complex_ else 1)
-    cplx = 2 * itemsize
+    vol, freq = math.prod(lengths), math.prod(_spectrum(lengths, complex_))
+    real, cplx = itemsize * (2 if complex_ else 1), 2 * itemsize
     cin = geom.in_channels * phases
     fixed = geom.out_channels * geom.in_per_group * phases * (vol * real + 2 * freq * cplx)
     per_tile = freq * cplx * (2 * cin + 3 * geom.out_channels) + vol * real * (cin + 3 * geom.out_channels)
@@ -146,30 +166,58 @@ def _chunk(sizes: tuple[int, ...], units: int) -> tuple[int, ...]:
     return tuple(reversed(chunk))
 
 
-def transform_seconds(geom: ConvGeometry, lengths, phases: int, tiles: int, complex_: bool) -> float:
-    """Estimated seconds of the whole call with these transform lengths (see ``_cost_model``)."""
+def _line_seconds(samples: int, length: int, outputs: int, real: bool, fast: bool) -> tuple[float, str]:
+    """(seconds, method) of one 1-D transform of ``samples`` stored samples to ``outputs`` kept
+    values in a frame of ``length``: the cheaper of the FFT library and the DFT matrix."""
     from .. import _cost_model as cm
-    vol, freq = math.prod(lengths), _frequencies(lengths, complex_)
-    per_transform = vol * math.log2(max(vol, 2)) * cm.FFT_SECONDS_PER_POINT_LOG2 * (1.0 if complex_ else 0.5)
-    transforms = (geom.batch * tiles * (geom.in_channels * phases + geom.out_channels)
-                  + geom.out_channels * geom.in_per_group * phases)
-    cin = geom.in_per_group * phases
-    products = geom.batch * tiles * geom.out_channels * cin * freq
-    moved = geom.batch * tiles * (geom.in_channels * phases * vol + 2 * geom.out_channels * freq * 2)
-    return (transforms * per_transform + products * cm.FFT_SECONDS_PER_COMPLEX_MAC
-            + moved * cm.FFT_SECONDS_PER_ELEMENT_MOVED)
+    half = 0.5 if real else 1.0
+    matrix = samples * outputs * cm.FFT_SECONDS_PER_DFT_MAC * half
+    fft = length * math.log2(max(length, 2)) * cm.FFT_SECONDS_PER_POINT_LOG2 * half if fast else math.inf
+    return (fft, "fft") if fft < matrix else (matrix, "matrix")
+
+
+def _plan_axes(geom: ConvGeometry, lengths, complex_: bool):
+    """(estimated seconds, per-axis layouts with their cheapest methods) for these lengths."""
+    from .. import _cost_model as cm
+    axes = [_axis(geom, a, n) for a, n in enumerate(lengths)]
+    freqs = _spectrum(lengths, complex_)
+    tiles, phases = math.prod(a.tiles for a in axes), math.prod(len(a.phases) for a in axes)
+    stored = [a.stored(0, a.tiles) if a.tiles == 1 else a.length for a in axes]
+    taps = [len(set(a.kernel_positions().tolist())) for a in axes]
+    kept = [a.block for a in axes]
+    nd, seconds, chosen = geom.nd, 0.0, []
+    in_lines = geom.batch * tiles * geom.in_channels * phases
+    kernel_lines = geom.out_channels * geom.in_per_group * phases
+    out_lines = geom.batch * tiles * geom.out_channels
+    for a in range(nd):
+        real = not complex_ and a == nd - 1
+        fast = _fft_backend.next_fast_len(lengths[a], not complex_) == lengths[a]
+        # forward runs last axis first (samples before, spectra after); inverse first axis first
+        before, after = math.prod(stored[:a]), math.prod(freqs[a + 1:])
+        t_in, m_in = _line_seconds(stored[a], lengths[a], freqs[a], real, fast)
+        t_k, m_k = _line_seconds(taps[a], lengths[a], freqs[a], real, fast)
+        t_out, m_out = _line_seconds(freqs[a], lengths[a], kept[a], real, fast)
+        seconds += (in_lines * before * after * t_in
+                    + kernel_lines * math.prod(lengths[:a]) * after * t_k
+                    + out_lines * math.prod(kept[:a]) * after * t_out)
+        chosen.append(AxisLayout(**{**axes[a].__dict__, "methods": (m_in, m_k, m_out)}))
+    freq = math.prod(freqs)
+    products = geom.batch * tiles * geom.out_channels * geom.in_per_group * phases * freq
+    elements = (in_lines + out_lines) * freq + in_lines * math.prod(stored)
+    seconds += products * cm.FFT_SECONDS_PER_COMPLEX_MAC + elements * cm.FFT_SECONDS_PER_ELEMENT
+    return seconds, tuple(chosen)
 
 
 def _candidates(out: int, span: int, good_length) -> list[int]:
-    """Transform lengths worth trying on one axis: one tile, and tiles of decreasing size."""
-    found = {good_length(out + span)}
+    """Transform lengths worth trying on one axis: one tile (the exact length, which the
+    matrix method likes, and the FFT library's next fast one), and tiles of decreasing size."""
+    found = {out + span, good_length(out + span)}
     tiles = 2
-    while True:
+    while tiles <= out:
         block = -(-out // tiles)
-        length = good_length(block + span)
-        if length - span < 1 or block < max(span // 2, 1):
+        if block < max(span // 2, 1):  # tiles shorter than the kernel mostly transform halo
             break
-        found.add(length)
+        found.add(good_length(block + span))
         tiles = tiles + 1 if tiles < 4 else tiles * 3 // 2
     return sorted(found)
 
@@ -177,26 +225,23 @@ def _candidates(out: int, span: int, good_length) -> list[int]:
 @functools.lru_cache(maxsize=1024)
 def layout(geom: ConvGeometry, dtype: np.dtype, budget: int) -> Layout | str:
     """The cheapest tiling whose workspace fits ``budget`` bytes, or the reason none does."""
-    import itertools
     complex_ = np.dtype(dtype).kind == "c"
     itemsize = np.dtype(dtype).itemsize // (2 if complex_ else 1)
     per_axis = [axis_geometry(geom, a) for a in range(geom.nd)]
     phases = math.prod(len(set(rho)) for rho, *_ in per_axis)
     good = functools.partial(_fft_backend.next_fast_len, real=not complex_)
-    best = None
+    best, smallest = None, math.inf
     for lengths in itertools.product(*(_candidates(o, span, good) for o, (*_, span) in zip(geom.out_size, per_axis))):
         fixed, per_tile = _bytes(geom, lengths, phases, complex_, itemsize)
+        smallest = min(smallest, fixed + per_tile)
         if fixed + per_tile > budget:
             continue
-        tiles = math.prod(-(-o // (n - span)) for o, n, (*_, span) in zip(geom.out_size, lengths, per_axis))
-        seconds = transform_seconds(geom, lengths, phases, tiles, complex_)
+        seconds, axes = _plan_axes(geom, lengths, complex_)
         if best is None or seconds < best[0]:
-            best = (seconds, lengths, fixed, per_tile)
+            best = (seconds, axes, fixed, per_tile)
     if best is None:
-        smallest = sum(_bytes(geom, [good(span + 1) for *_, span in per_axis], phases, complex_, itemsize))
-        return (f"fft: the kernel spectra and one tile need {smallest / 2**20:.1f} MiB, over the "
-                f"workspace budget of {budget / 2**20:.1f} MiB (fastconv.set_workspace_limit)")
-    _, lengths, fixed, per_tile = best
-    axes = tuple(_axis(geom, a, n) for a, n in enumerate(lengths))
+        return (f"fft: the kernel spectra and one tile need {smallest / 2**20:.3g} MiB, over the "
+                f"workspace budget of {budget / 2**20:.3g} MiB (fastconv.set_workspace_limit)")
+    seconds, axes, fixed, per_tile = best
     chunk = _chunk((geom.batch, *(a.tiles for a in axes)), (budget - fixed) // per_tile)
-    return Layout(geom, complex_, axes, chunk, itemsize)
+    return Layout(geom, complex_, axes, chunk, seconds)

@@ -1,4 +1,5 @@
-"""Compiled packing for the GEMM algorithms: im2col and its adjoint col2im, over 3-D spatial arrays.
+"""Compiled packing for the GEMM algorithms over 3-D spatial arrays: im2col (channel rows, or
+channels-last position rows), its adjoint col2im, and a blocked batched transpose.
 
 Callers view 1-D and 2-D convolutions as 3-D ones with leading size-1 dimensions (see
 ``_layout.spatial3d``), so one kernel per dtype serves every rank. Padding is handled by
@@ -167,3 +168,86 @@ def col2im_add(cols, dx, n0, l0, ksize, stride, dilation, lo, out_size):
                     if line_h == out_h:
                         line_h = 0
                         line_d += 1
+
+
+@numba.njit(parallel=True, cache=True)
+def im2col_channels_last(xcl, cols, d0, l0, groups, in_size, ksize, stride, dilation, lo, out_size):
+    """Fill row ``i*lt + j`` of ``cols`` with the receptive field of output position ``l0 + j`` of
+    sample ``i``, ordered (group, kd, kh, kw, channel of the group); zero in the padding.
+
+    xcl: (nt, planes, H, W, C) C-contiguous, channels last, holding input planes ``d0 ..`` of the
+    tile's samples; cols: (nt * lt, taps * C) C-contiguous. Each (kd, kh) of a group-less,
+    undilated row is one contiguous run of ``kw * C`` inputs.
+    """
+    rows, width = cols.shape
+    nt, planes, size_h, size_w, channels = xcl.shape
+    lt = rows // nt
+    per_group = channels // groups
+    kd_n, kh_n, kw_n = ksize
+    out_h, out_w = out_size[1], out_size[2]
+    sample = planes * size_h * size_w * channels
+    runs = groups == 1 and dilation[2] == 1
+    xf, cf = xcl.reshape(-1), cols.reshape(-1)
+    chunk = 64
+    for task in prange((rows + chunk - 1) // chunk):
+        p = task * chunk
+        p_end = min(rows, p + chunk)
+        i = p // lt
+        j = p - i * lt
+        while p < p_end:
+            line = (l0 + j) // out_w
+            ow0 = l0 + j - line * out_w
+            od = line // out_h
+            oh = line - od * out_h
+            seg = min(p_end - p, out_w - ow0, lt - j)
+            for ow in range(ow0, ow0 + seg):
+                dst = (p + ow - ow0) * width
+                base_w = ow * stride[2] - lo[2]
+                for g in range(groups):
+                    for kd in range(kd_n):
+                        idd = od * stride[0] + kd * dilation[0] - lo[0]
+                        for kh in range(kh_n):
+                            ih = oh * stride[1] + kh * dilation[1] - lo[1]
+                            if idd < 0 or idd >= in_size[0] or ih < 0 or ih >= size_h:
+                                _zero(cf, dst, kw_n * per_group)
+                            else:
+                                src = i * sample + (((idd - d0) * size_h + ih) * size_w) * channels + g * per_group
+                                if runs:
+                                    first = min(max(0, -base_w), kw_n)
+                                    stop = max(min(kw_n, size_w - base_w), first)
+                                    _zero(cf, dst, first * channels)
+                                    _gather(cf, dst + first * channels, xf, src + (base_w + first) * channels, 1,
+                                            (stop - first) * channels)
+                                    _zero(cf, dst + stop * channels, (kw_n - stop) * channels)
+                                else:
+                                    for kw in range(kw_n):
+                                        iw = base_w + kw * dilation[2]
+                                        if 0 <= iw < size_w:
+                                            _gather(cf, dst + kw * per_group, xf, src + iw * channels, 1, per_group)
+                                        else:
+                                            _zero(cf, dst + kw * per_group, per_group)
+                            dst += kw_n * per_group
+            p += seg
+            j += seg
+            if j == lt:
+                j = 0
+                i += 1
+
+
+@numba.njit(parallel=True, cache=True)
+def transpose(src, dst, count, rows, cols, src_off, src_batch, src_ld, dst_off, dst_batch, dst_ld):
+    """``dst[dst_off + b*dst_batch + c*dst_ld + r] = src[src_off + b*src_batch + r*src_ld + c]`` for
+    b < count, r < rows, c < cols, over the flat (C-contiguous) arrays, in cache-sized blocks."""
+    sf, df = src.reshape(-1), dst.reshape(-1)
+    block = 32
+    row_blocks = (rows + block - 1) // block
+    col_blocks = (cols + block - 1) // block
+    for task in prange(count * row_blocks * col_blocks):
+        b = task // (row_blocks * col_blocks)
+        rest = task - b * row_blocks * col_blocks
+        r0 = (rest // col_blocks) * block
+        c0 = (rest % col_blocks) * block
+        s = src_off + b * src_batch
+        d = dst_off + b * dst_batch
+        for c in range(c0, min(cols, c0 + block)):
+            _gather(df, d + c * dst_ld + r0, sf, s + r0 * src_ld + c, src_ld, min(rows, r0 + block) - r0)

@@ -61,13 +61,15 @@ class Spatial3d(NamedTuple):
 
 
 def spatial3d(geom: ConvGeometry) -> Spatial3d:
-    """The spatial parameters of ``geom`` (1 to 3 spatial dimensions) padded to three."""
-    lead = 3 - geom.nd
-    if lead < 0:
-        raise ValueError(f"spatial3d: {geom.nd} spatial dimensions; at most 3 are supported")
+    """The spatial parameters of ``geom`` (1 to 3 spatial dimensions) as three: (D, H, W),
+    (H, 1, W) or (1, 1, W). The first geometry dimension stays first, so slabs of input
+    planes along axis 0 serve tiles of output lines in 2-D and 3-D alike."""
+    if not 1 <= geom.nd <= 3:
+        raise ValueError(f"spatial3d: {geom.nd} spatial dimensions; 1 to 3 are supported")
 
     def grow(values, fill):
-        return (fill,) * lead + tuple(values)
+        v = tuple(values)
+        return (fill, fill, *v) if geom.nd == 1 else (v[0], fill, v[1]) if geom.nd == 2 else v
 
     return Spatial3d(grow(geom.in_size, 1), grow(geom.kernel, 1), grow(geom.stride, 1), grow(geom.dilation, 1),
                      grow((lo for lo, _ in geom.padding), 0), grow(geom.out_size, 1))
@@ -101,3 +103,29 @@ def position_tiles(batch: int, positions: int, bytes_per_position: int, budget: 
     for n in range(batch):
         for l0 in range(0, positions, size):
             yield Tile(n, 1, l0, min(size, positions - l0))
+
+
+def input_planes(geom: ConvGeometry, s3: Spatial3d, l0: int, lt: int) -> tuple[int, int]:
+    """Input planes ``[start, stop)`` along axis 0 of the 3-D view that the output positions
+    ``l0 .. l0+lt`` read, clipped to the input (the halo of a tile)."""
+    if geom.nd == 1:
+        return 0, 1
+    per_plane = s3.out_size[1] * s3.out_size[2]
+    start, stop = geom.input_span(0, l0 // per_plane, (l0 + lt - 1) // per_plane + 1)
+    start, stop = max(start, 0), min(stop, s3.in_size[0])
+    return start, max(start, stop)
+
+
+class Scratch:
+    """Scratch arrays reused across the tiles of one call: one allocation per role, grown on demand."""
+
+    def __init__(self, dtype) -> None:
+        self.dtype = dtype
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, role: str, shape: tuple[int, ...]) -> np.ndarray:
+        size = math.prod(shape)
+        buffer = self._buffers.get(role)
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[role] = np.empty(size, dtype=self.dtype)
+        return buffer[:size].reshape(shape)

@@ -38,7 +38,7 @@ from .. import _config
 from .._geometry import ConvGeometry
 from . import _fft_backend
 from ._base import Algorithm
-from ._fft_layout import Layout, layout, transform_seconds
+from ._fft_layout import Layout, layout
 
 
 class FFT(Algorithm):
@@ -60,8 +60,7 @@ class FFT(Algorithm):
         return None
 
     def cost(self, geom, dtype, op):
-        found = layout(geom, np.dtype(dtype), _config.workspace_bytes)
-        return transform_seconds(geom, found.lengths, found.phase_count, found.tile_count, found.complex_)
+        return layout(geom, np.dtype(dtype), _config.workspace_bytes).seconds
 
     def forward(self, x, w, geom):
         found = layout(geom, x.dtype, _config.workspace_bytes)
@@ -104,7 +103,13 @@ def _kernel_spectra(w: np.ndarray, found: Layout) -> np.ndarray:
         phase_index.append(np.asarray(axis.tap_phase).reshape(shape))
         position.append(axis.kernel_positions().reshape(shape))
     kernel[(slice(None), slice(None), *phase_index, *position)] = w
-    spectra = _fft_backend.forward(kernel, tuple(range(-nd, 0)), found.complex_)
+    spectra = kernel
+    for a in reversed(range(nd)):
+        axis = found.axes[a]
+        method = axis.methods[1]
+        rows = np.unique(axis.kernel_positions()) if method == "matrix" else None
+        spectra = _fft_backend.forward_axis(spectra, 2 + nd + a, axis.length, method,
+                                            not found.complex_ and a == nd - 1, rows)
     terms = geom.in_per_group * found.phase_count
     spectra = spectra.reshape(geom.groups, geom.out_per_group, terms, -1)
     if terms == 1:
@@ -116,9 +121,10 @@ def _block(x: np.ndarray, spectra: np.ndarray, found: Layout, tile_ranges) -> np
     """Outputs of the tiles ``tile_ranges`` for the samples of ``x``: (n, O, *tiles*block)."""
     geom, nd, n = found.geom, found.geom.nd, x.shape[0]
     windows = [a.window(first, stop) for a, (first, stop) in zip(found.axes, tile_ranges)]
+    stored = [a.stored(first, stop) for a, (first, stop) in zip(found.axes, tile_ranges)]
     phases = [len(a.phases) for a in found.axes]
     # Zeroed buffer holding each phase of the input at its offset: padding by placement.
-    buf = np.zeros((n, geom.in_channels, *phases, *(count for _, count in windows)), dtype=x.dtype)
+    buf = np.zeros((n, geom.in_channels, *phases, *stored), dtype=x.dtype)
     for combo in itertools.product(*(enumerate(a.phases) for a in found.axes)):
         copies = [a.phase_copy(phase, *window) for a, (_, phase), window in zip(found.axes, combo, windows)]
         if None not in copies:
@@ -128,21 +134,26 @@ def _block(x: np.ndarray, spectra: np.ndarray, found: Layout, tile_ranges) -> np
     tiles = buf
     for a, axis in enumerate(found.axes):
         dim = 2 + nd + a
-        tiles = np.lib.stride_tricks.sliding_window_view(tiles, axis.length, axis=dim)
+        window = axis.length if axis.tiles > 1 else stored[a]
+        tiles = np.lib.stride_tricks.sliding_window_view(tiles, window, axis=dim)
         tiles = tiles[(slice(None),) * dim + (slice(None, None, axis.block),)]
-    spectrum_axes = tuple(range(-nd, 0))
-    xs = _fft_backend.forward(tiles, spectrum_axes, found.complex_)
+    xs = tiles
+    for a in reversed(range(nd)):  # the real-to-complex axis goes first
+        axis = found.axes[a]
+        xs = _fft_backend.forward_axis(xs, 2 + 2 * nd + a, axis.length, axis.methods[0],
+                                       not found.complex_ and a == nd - 1)
     tile_shape, freq_shape = xs.shape[2 + nd:2 + 2 * nd], xs.shape[2 + 2 * nd:]
     t, f = math.prod(tile_shape), math.prod(freq_shape)
     xs = xs.reshape(n, geom.groups, -1, t, f)
-    if spectra.ndim == 3:  # depthwise-like: a broadcast product, no sum
-        ys = xs * spectra[:, :, None, :]
+    if spectra.ndim == 3:  # depthwise-like: a broadcast product, no sum (in place when 1:1)
+        ys = np.multiply(xs, spectra[:, :, None, :], out=xs if spectra.shape[1] == 1 else None)
     else:
         xm = xs.transpose(1, 4, 0, 3, 2).reshape(geom.groups, f, n * t, xs.shape[2])
         ys = np.matmul(xm, spectra).reshape(geom.groups, f, n, t, -1).transpose(2, 0, 4, 3, 1)
-    ys = ys.reshape(n, geom.out_channels, *tile_shape, *freq_shape)
-    out = _fft_backend.inverse_head(ys, spectrum_axes, found.lengths, tuple(a.block for a in found.axes),
-                                    found.complex_)
+    out = ys.reshape(n, geom.out_channels, *tile_shape, *freq_shape)
+    for a, axis in enumerate(found.axes):  # the complex-to-real axis goes last
+        out = _fft_backend.inverse_axis(out, 2 + nd + a, axis.length, axis.block, axis.methods[2],
+                                        not found.complex_ and a == nd - 1)
     # (n, O, T1.., B1..) -> (n, O, T1*B1, ...)
     order = [0, 1] + [i for a in range(nd) for i in (2 + a, 2 + nd + a)]
     return out.transpose(order).reshape(n, geom.out_channels, *(t * a.block for t, a in zip(tile_shape, found.axes)))

@@ -1,16 +1,21 @@
 """im2col + BLAS matmul, one matrix product per group and tile.
 
-The columns ``(C*K, positions)`` of a tile hold, for each output position, the receptive
-field of every input channel (zero in the padding); a compiled kernel builds them straight
-from the unpadded input, channel rows in parallel, each row a contiguous run. The product
-``W (O, C*K) @ cols`` lands directly in the channels-first output. Tiles cover several whole
-samples or a slice of one sample's output positions, so the columns never exceed the
-workspace budget (a 3-D layer never materialises its full im2col).
+Compiled kernels (``_gemm_kernels``) build the im2col columns of a tile straight from the
+unpadded input (zero in the padding) and scatter them back; BLAS does the arithmetic. Tiles
+cover several whole samples or a slice of one sample's output positions, so the scratch
+stays within the workspace budget (a 3-D layer never materialises its full im2col). Each
+product is oriented the way BLAS runs it fastest (measured on the reference machine; see
+``_cost_model``):
 
-* 1x1 stride-1 unpadded: a plain matmul on the input, no copy.
-* Input gradient: ``W^T @ dy`` per tile, then a compiled col2im scatter-add (no multiplications
-  by the zeros a strided transposed convolution would insert).
-* Weight gradient: ``dy @ cols^T`` accumulated over tiles.
+* forward, channels-last: the input slab of a tile is transposed to channels-last, so each
+  (kd, kh) of a receptive field is one contiguous run; ``cols (positions, K*C) @ W^T`` gives
+  ``(positions, O)``, transposed into the channels-first output. Fastest when O is small.
+* forward, channel rows: ``W (O, C*K) @ cols (C*K, positions)`` lands directly in the output;
+  used for 1x1 kernels (the columns are then just a strided subsample) and wide layers.
+  A 1x1 stride-1 unpadded convolution is a plain matmul on the input, no copy at all.
+* input gradient: ``W^T @ dy`` per tile, then a col2im scatter-add (no multiplications by the
+  zeros a strided transposed convolution would insert).
+* weight gradient: ``cols (C*K, positions) @ dy^T (positions, O)`` accumulated over tiles.
 """
 
 from __future__ import annotations
@@ -23,7 +28,11 @@ import numpy as np
 from .. import _config
 from .._geometry import ConvGeometry
 from ._base import Algorithm
-from ._layout import Tile, as5d, position_tiles, spatial3d
+from ._layout import Scratch, Tile, as5d, input_planes, position_tiles, spatial3d
+
+#: Output channels per group from which the channel-rows forward is at least as fast as the
+#: channels-last one (it skips two transposes; BLAS is then efficient in either orientation).
+CHANNEL_ROWS_MIN_OUT = 256
 
 
 class Gemm(Algorithm):
@@ -42,17 +51,14 @@ class Gemm(Algorithm):
                             math.prod(geom.out_size), pack, np.dtype(dtype).itemsize)
 
     def forward(self, x, w, geom):
-        wm = _weight_matrix(w, geom)
         y = np.empty(geom.output_shape, dtype=x.dtype)
-        yf = _flat(y, geom, geom.out_per_group)
         if geom.is_pointwise:
-            np.matmul(wm, _flat(x, geom, geom.in_per_group), out=yf)
-            return y
-        for tile, cols in packed_tiles(x, geom, geom.out_channels):
-            if tile.nt == 1:
-                np.matmul(wm, cols, out=yf[tile.n0, :, :, tile.l0:tile.l0 + tile.lt])
-            else:
-                _scatter_samples(wm @ cols, yf, tile)
+            np.matmul(_weight_matrix(w, geom), _flat(x, geom, geom.in_per_group),
+                      out=_flat(y, geom, geom.out_per_group))
+        elif geom.kernel_volume == 1 or geom.out_per_group >= CHANNEL_ROWS_MIN_OUT:
+            _forward_channel_rows(x, w, geom, y)
+        else:
+            _forward_channels_last(x, w, geom, y)
         return y
 
     def input_grad(self, dy, w, geom):
@@ -63,41 +69,94 @@ class Gemm(Algorithm):
         from ._gemm_kernels import col2im_add
         s3 = spatial3d(geom)
         dx = np.zeros((geom.batch, geom.in_channels, *s3.in_size), dtype=dy.dtype)
+        scratch = Scratch(dy.dtype)
         for tile in _tiles(geom, dy.dtype, _rows(geom) + geom.out_channels):
-            dcols = wt @ _gather_samples(dyf, tile)
+            dcols = scratch.get("cols", (geom.groups, _rows(geom) // geom.groups, tile.nt * tile.lt))
+            np.matmul(wt, _gather_samples(dyf, tile), out=dcols)
             col2im_add(dcols.reshape(-1, tile.nt, tile.lt), dx, tile.n0, tile.l0, *s3[1:])
         return dx.reshape(geom.input_shape)
 
     def weight_grad(self, x, dy, geom):
-        dyf = _flat(dy, geom, geom.out_per_group)
-        dw = np.zeros((geom.groups, geom.out_per_group, geom.in_per_group * geom.kernel_volume), dtype=x.dtype)
+        g, og = geom.groups, geom.out_per_group
+        dw_t = np.zeros((g, geom.in_per_group * geom.kernel_volume, og), dtype=x.dtype)
         if geom.is_pointwise:
-            xf = _flat(x, geom, geom.in_per_group)
+            xf, dyf = _flat(x, geom, geom.in_per_group), _flat(dy, geom, og)
             for n in range(geom.batch):
-                dw += dyf[n] @ np.swapaxes(xf[n], -1, -2)
+                dw_t += xf[n] @ np.swapaxes(dyf[n], -1, -2)
         else:
-            for tile, cols in packed_tiles(x, geom, geom.out_channels):
-                dw += _gather_samples(dyf, tile) @ np.swapaxes(cols, -1, -2)
-        return dw.reshape(geom.weight_shape)
+            dy3 = np.ascontiguousarray(dy).reshape(geom.batch, geom.out_channels, -1)
+            scratch = Scratch(dy.dtype)
+            for tile, cols in packed_tiles(x, geom, geom.out_channels, scratch):
+                dy_t = scratch.get("dy_t", (tile.nt * tile.lt, geom.out_channels))
+                _to_position_rows(dy3, tile.n0, tile.nt, tile.l0, tile.lt, dy_t)
+                dw_t += cols @ dy_t.reshape(-1, g, og).transpose(1, 0, 2)
+        return np.swapaxes(dw_t, 1, 2).reshape(geom.weight_shape)
 
 
-def packed_tiles(x: np.ndarray, geom: ConvGeometry, extra_rows: int = 0) -> Iterator[tuple[Tile, np.ndarray]]:
-    """The im2col columns of ``x`` tile by tile, as ``(tile, cols)`` with cols ``(G, Cg*K, nt*lt)``.
+def packed_tiles(x: np.ndarray, geom: ConvGeometry, extra_rows: int = 0,
+                 scratch: Scratch | None = None) -> Iterator[tuple[Tile, np.ndarray]]:
+    """The im2col columns of ``x`` tile by tile, as ``(tile, cols)`` with cols ``(G, Cg*K, nt*lt)``
+    (rows ordered channel, then tap, as the weight ``(O, Cg, *k)``).
 
-    ``cols`` is one reused buffer: consume it before the next tile. ``extra_rows`` reserves
-    workspace for the caller's per-position scratch (e.g. a gathered operand).
+    ``cols`` is a reused buffer: consume it before the next tile. ``extra_rows`` reserves
+    workspace for the caller's per-position scratch (e.g. a product or a transposed operand).
     """
     from ._gemm_kernels import im2col
     s3 = spatial3d(geom)
     x5 = as5d(x, s3.in_size)
-    buffer = None
+    scratch = scratch or Scratch(x.dtype)
     for tile in _tiles(geom, x.dtype, _rows(geom) + extra_rows):
-        size = _rows(geom) * tile.nt * tile.lt
-        if buffer is None or buffer.size < size:
-            buffer = np.empty(size, dtype=x.dtype)
-        cols = buffer[:size].reshape(_rows(geom), tile.nt, tile.lt)
+        cols = scratch.get("cols", (_rows(geom), tile.nt, tile.lt))
         im2col(x5, cols, tile.n0, tile.l0, *s3[1:])
         yield tile, cols.reshape(geom.groups, -1, tile.nt * tile.lt)
+
+
+def _forward_channel_rows(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: np.ndarray) -> None:
+    wm = _weight_matrix(w, geom)
+    yf = _flat(y, geom, geom.out_per_group)
+    for tile, cols in packed_tiles(x, geom, geom.out_channels):
+        if tile.nt == 1:
+            np.matmul(wm, cols, out=yf[tile.n0, :, :, tile.l0:tile.l0 + tile.lt])
+        else:
+            _scatter_samples(wm @ cols, yf, tile)
+
+
+def _forward_channels_last(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: np.ndarray) -> None:
+    from ._gemm_kernels import im2col_channels_last
+    s3 = spatial3d(geom)
+    g, og, cg, taps = geom.groups, geom.out_per_group, geom.in_per_group, geom.kernel_volume
+    # (O, Cg, *k) -> (G, K*Cg, Og): rows in the (tap, channel) order of the channels-last columns
+    w_t = w.reshape(g, og, cg, taps).transpose(0, 3, 2, 1).reshape(g, taps * cg, og)
+    x3 = as5d(x, s3.in_size).reshape(geom.batch, geom.in_channels, -1)
+    plane = s3.in_size[1] * s3.in_size[2]
+    y3 = y.reshape(geom.batch, geom.out_channels, -1)
+    scratch = Scratch(x.dtype)
+    input_per_position = math.ceil(math.prod(geom.in_size) / math.prod(geom.out_size))
+    halo = (s3.dilation[0] * (s3.kernel[0] - 1) + s3.stride[0]) * plane * geom.in_channels
+    for tile in _tiles(geom, x.dtype, geom.in_channels * (taps + input_per_position) + geom.out_channels, halo):
+        start, stop = input_planes(geom, s3, tile.l0, tile.lt)
+        x_cl = scratch.get("x_cl", (tile.nt, stop - start, *s3.in_size[1:], geom.in_channels))
+        _to_position_rows(x3, tile.n0, tile.nt, start * plane, (stop - start) * plane, x_cl)
+        cols = scratch.get("cols", (tile.nt * tile.lt, taps * geom.in_channels))
+        im2col_channels_last(x_cl, cols, start, tile.l0, g, s3.in_size, *s3[1:])
+        y_t = scratch.get("y_t", (tile.nt * tile.lt, geom.out_channels))
+        np.matmul(cols.reshape(-1, g, taps * cg).transpose(1, 0, 2), w_t,
+                  out=y_t.reshape(-1, g, og).transpose(1, 0, 2))
+        _from_position_rows(y_t, y3, tile.n0, tile.nt, tile.l0, tile.lt)
+
+
+def _to_position_rows(a3: np.ndarray, n0: int, nt: int, start: int, count: int, out: np.ndarray) -> None:
+    """out (nt*count, R) = a3[n0:n0+nt, :, start:start+count] transposed; a3 (N, R, L) C-contiguous."""
+    from ._gemm_kernels import transpose
+    _, r, length = a3.shape
+    transpose(a3, out, nt, r, count, n0 * r * length + start, r * length, length, 0, count * r, r)
+
+
+def _from_position_rows(rows: np.ndarray, a3: np.ndarray, n0: int, nt: int, start: int, count: int) -> None:
+    """Inverse of :func:`_to_position_rows`: a3[n0:n0+nt, :, start:start+count] = rows transposed."""
+    from ._gemm_kernels import transpose
+    _, r, length = a3.shape
+    transpose(rows, a3, nt, count, r, 0, count * r, r, n0 * r * length + start, r * length, length)
 
 
 def _rows(geom: ConvGeometry) -> int:
@@ -105,9 +164,12 @@ def _rows(geom: ConvGeometry) -> int:
     return geom.in_channels * geom.kernel_volume
 
 
-def _tiles(geom: ConvGeometry, dtype, rows_per_position: int) -> Iterator[Tile]:
-    return position_tiles(geom.batch, math.prod(geom.out_size), rows_per_position * np.dtype(dtype).itemsize,
-                          _config.workspace_bytes)
+def _tiles(geom: ConvGeometry, dtype, values_per_position: int, fixed_values: int = 0) -> Iterator[Tile]:
+    """Tiles of the output positions whose scratch (``values_per_position`` each, plus
+    ``fixed_values`` per tile) fits the workspace."""
+    itemsize = np.dtype(dtype).itemsize
+    return position_tiles(geom.batch, math.prod(geom.out_size), values_per_position * itemsize,
+                          max(_config.workspace_bytes - fixed_values * itemsize, 0))
 
 
 def _weight_matrix(w: np.ndarray, geom: ConvGeometry) -> np.ndarray:

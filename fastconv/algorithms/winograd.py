@@ -36,6 +36,9 @@ from . import _winograd_transforms as wt
 #: Transform-domain values per chunk (inputs + products) when the workspace allows more:
 #: chunks this small stay in the last-level cache between the three passes.
 _CHUNK_BYTES = 8 * 2**20
+#: Tiles one parallel iteration of the transform kernels handles: long enough for SIMD,
+#: small enough that its scratch stays in L2.
+_BLOCK_TILES = 256
 
 
 class Winograd(Algorithm):
@@ -96,12 +99,10 @@ class Winograd(Algorithm):
         from ._winograd_kernels import input_transform, output_transform
         m, nd, dtype = self.m, geom.nd, x.dtype
         alpha = m + 2
-        bt, _, at = (a.astype(dtype) for a in wt.matrices(m))
-        kb = wt.kron_power(m, 0, nd - 1).astype(dtype)
-        ka = wt.kron_power(m, 2, nd - 1).astype(dtype)
         src_rows, dst_rows = wt.row_tables(geom, m)
         t_last = wt.tiles(geom, m)[-1]
         units = geom.batch * src_rows.shape[0]
+        block = max(1, _BLOCK_TILES // t_last)
         u = wt.weight_transform(w, geom, m)  # (alpha^d, G, Og, Cg)
 
         budget = min(_config.workspace_bytes - self._fixed_bytes(geom, dtype), _CHUNK_BYTES)
@@ -118,11 +119,11 @@ class Winograd(Algorithm):
         for u0 in range(0, units, step):
             u1 = min(u0 + step, units)
             p = (u1 - u0) * t_last
-            input_transform(x3, src_rows, lo, col_stop, kb, bt, m, t_last, u0, u1, v)
+            input_transform(x3, src_rows, lo, col_stop, nd, m, t_last, u0, u1, block, v)
             vg = v[:, :, :p].reshape(points, geom.groups, geom.in_per_group, p)
             pg = prod[:, :, :p].reshape(points, geom.groups, geom.out_per_group, p)
             np.matmul(u, vg, out=pg)
-            output_transform(prod, dst_rows, ka, at, t_last, u0, u1, y)
+            output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y)
         return y.reshape(geom.output_shape)
 
 

@@ -1,0 +1,290 @@
+"""Direct convolution: compiled gather correlations over packed input planes.
+
+For layers whose channel count per group is small (grouped convolutions, 1-3 channel stems,
+large kernels) im2col copies every input value once per kernel tap and the matrix product is too
+thin to run fast. Here each input plane is copied once into a per-thread buffer, zero-padded and
+split into stride phases (``_direct_kernels`` explains the layout), and every tap is a constant
+offset into it: strides, dilation and padding cost nothing per tap. Outputs of a group are
+computed four at a time so they share every load. Native input and weight gradients use the
+same layouts (the input gradient phase by phase, without multiplying inserted zeros).
+
+Arithmetic runs in the input dtype with fused multiply-adds, summing taps in order; weight
+gradients are vectorised dot products accumulated in float64 across segments and the batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _config
+from .._geometry import ConvGeometry
+from ._base import Algorithm
+from ._layout import Spatial3d
+
+#: Bytes of one accumulator run per output (fits L1 with the input rows it reads).
+_RUN_BYTES = 8192
+#: Outputs computed together by the blocked micro-kernels (sharing their loads).
+_BLOCK = 4
+
+
+class _Forward(NamedTuple):
+    """Packed-plane layout of a forward (and weight-gradient) call."""
+
+    q: tuple[int, int, int]  # rows of each stride phase per dimension (width = the row pitch)
+    packed: int  # elements of one packed channel (all phases)
+    offsets: np.ndarray  # int64 (T4,): per (input channel of the group, tap), zero-padded to 4
+    count: int  # real taps: in_per_group * kernel volume
+    rows: int  # output rows per run
+    chunk: int  # columns per run (the whole row unless one row is longer than a run)
+    positions: int  # accumulator elements computed per output plane (outputs and the gaps between rows)
+
+
+class _InputGrad(NamedTuple):
+    """Layout of an input-gradient call: packed output gradients and one entry per stride phase."""
+
+    e0: tuple[int, int, int]  # first output-gradient index held, per dimension (may be negative)
+    e: tuple[int, int, int]  # indices held per dimension
+    phases: np.ndarray  # int64 (P, 11): fd, fh, fw, a0 (3), n (3), first column, taps
+    offsets: np.ndarray  # int64 (T,): per (phase, output channel of the group, tap)
+    columns: tuple  # per phase, the (output channel, tap) of each table column (-1: padding)
+    rows: int
+    chunk: int
+    work: int  # accumulator elements x taps per input channel plane, over all phases
+
+
+def _run_elements(itemsize: int, blocked: bool) -> int:
+    return _RUN_BYTES // itemsize // (_BLOCK if blocked else 1)
+
+
+def _rows_chunk(out_rows: int, out_cols: int, pitch: int, run: int) -> tuple[int, int]:
+    """Whole output rows per run while a run (rows laid out with ``pitch``) stays within ``run``
+    elements; a row longer than a run is cut into ``run``-column chunks."""
+    if out_cols > run:
+        return 1, run
+    return max(1, min(out_rows, (run - out_cols) // pitch + 1)), out_cols
+
+
+@functools.lru_cache(maxsize=256)
+def spatial3d(geom: ConvGeometry) -> Spatial3d:
+    """Spatial parameters as 3-D ones with leading size-1 dimensions: (1, 1, W), (1, H, W) or
+    (D, H, W), so that runs of whole rows (axis 1) serve 2-D and 3-D alike."""
+    if not 1 <= geom.nd <= 3:
+        raise ValueError(f"direct: {geom.nd} spatial dimensions; 1 to 3 are supported")
+
+    def grow(values, fill):
+        return (fill,) * (3 - geom.nd) + tuple(values)
+
+    return Spatial3d(grow(geom.in_size, 1), grow(geom.kernel, 1), grow(geom.stride, 1), grow(geom.dilation, 1),
+                     grow((lo for lo, _ in geom.padding), 0), grow(geom.out_size, 1))
+
+
+def _run_positions(planes: int, out_rows: int, out_cols: int, pitch: int, rows: int) -> int:
+    """Accumulator elements of the runs covering ``planes`` x ``out_rows`` x ``out_cols`` outputs."""
+    full, last = divmod(out_rows, rows)
+    runs = [(rows, full)] + ([(last, 1)] if last else [])
+    return planes * sum(count * ((r - 1) * pitch + out_cols) for r, count in runs)
+
+
+def _pad4(n: int) -> int:
+    return -(-n // _BLOCK) * _BLOCK
+
+
+def _taps(kernel) -> np.ndarray:
+    """(3, T) tap coordinates in weight order."""
+    return np.indices(kernel).reshape(3, -1)
+
+
+@functools.lru_cache(maxsize=256)
+def forward_layout(geom: ConvGeometry, itemsize: int, blocked: bool) -> _Forward:
+    sp = spatial3d(geom)
+    reach = [(k - 1) * d // s for k, d, s in zip(sp.kernel, sp.dilation, sp.stride)]
+    q = tuple(o + r for o, r in zip(sp.out_size, reach))
+    phase = math.prod(q)
+    packed = math.prod(sp.stride) * phase
+    taps = _taps(sp.kernel) * np.array(sp.dilation)[:, None]
+    s = np.array(sp.stride)[:, None]
+    f, r = taps % s, taps // s
+    tap_offsets = ((f[0] * sp.stride[1] + f[1]) * sp.stride[2] + f[2]) * phase + (r[0] * q[1] + r[1]) * q[2] + r[2]
+    count = geom.in_per_group * tap_offsets.size
+    offsets = np.full(_pad4(count), tap_offsets[0], dtype=np.int64)
+    offsets[:count] = (np.arange(geom.in_per_group)[:, None] * packed + tap_offsets).ravel()
+    rows, chunk = _rows_chunk(sp.out_size[1], sp.out_size[2], q[2], _run_elements(itemsize, blocked))
+    positions = _run_positions(sp.out_size[0], sp.out_size[1], sp.out_size[2], q[2], rows)
+    return _Forward(q, packed, offsets, count, rows, chunk, positions)
+
+
+@functools.lru_cache(maxsize=256)
+def input_grad_layout(geom: ConvGeometry, itemsize: int, blocked: bool) -> _InputGrad:
+    sp = spatial3d(geom)
+    ranges = []  # per dimension: (first, count) of phase-rows per phase, and the held index range
+    for n, k, d, s, lo, o in zip(sp.in_size, sp.kernel, sp.dilation, sp.stride, sp.lo, sp.out_size):
+        # input i has padded coordinate i + lo = a*s + f and meets output a - t*d//s of taps with t*d % s == f
+        spans = [(-((f - lo) // s), (lo + n - 1 - f) // s) for f in range(s)]
+        held = [a0 for a0, a1 in spans if a1 >= a0]
+        first = min(held, default=0) - (k - 1) * d // s
+        last = max((a1 for a0, a1 in spans if a1 >= a0), default=0)
+        ranges.append(([(a0, max(0, a1 - a0 + 1)) for a0, a1 in spans], first, last - first + 1))
+    e0 = tuple(r[1] for r in ranges)
+    e = tuple(r[2] for r in ranges)
+    packed = math.prod(e)
+    taps = _taps(sp.kernel) * np.array(sp.dilation)[:, None]
+    s = np.array(sp.stride)[:, None]
+    f, r = taps % s, taps // s
+    tap_offsets = -((r[0] * e[1] + r[1]) * e[2] + r[2])
+    og = geom.out_per_group
+    phases, offsets, columns, col = [], [], [], 0
+    for fd in range(sp.stride[0]):
+        for fh in range(sp.stride[1]):
+            for fw in range(sp.stride[2]):
+                mine = np.flatnonzero((f[0] == fd) & (f[1] == fh) & (f[2] == fw))
+                outs, tap = np.repeat(np.arange(og), mine.size), np.tile(mine, og)
+                count = outs.size
+                width = _pad4(count)
+                table = np.zeros(width, dtype=np.int64)
+                table[:count] = outs * packed + tap_offsets[tap]
+                table[count:] = table[0] if count else 0
+                pick = np.full((2, width), -1, dtype=np.int64)
+                pick[:, :count] = outs, tap
+                (a0d, nd), (a0h, nh), (a0w, nw) = (ranges[0][0][fd], ranges[1][0][fh], ranges[2][0][fw])
+                phases.append((fd, fh, fw, a0d, a0h, a0w, nd, nh, nw, col, count))
+                offsets.append(table)
+                columns.append(pick)
+                col += width
+    widest = max(p[8] for p in phases)
+    rows, chunk = _rows_chunk(max(p[7] for p in phases), widest, e[2], _run_elements(itemsize, blocked))
+    work = sum(_run_positions(p[6], p[7], p[8], e[2], min(rows, p[7]) if p[8] <= chunk else 1) * p[10]
+               for p in phases if p[7] and p[8])
+    return _InputGrad(e0, e, np.array(phases, dtype=np.int64), np.concatenate(offsets), tuple(columns),
+                      rows, max(chunk, 1), work)
+
+
+class Direct(Algorithm):
+    """Direct convolution for grouped and few-channel layers (depthwise ones: see ``depthwise``)."""
+
+    name = "direct"
+    native_ops = ("forward", "input_grad", "weight_grad")
+
+    # ---- planning ---------------------------------------------------------------------------
+    def _declines(self, geom: ConvGeometry) -> str | None:
+        """The grouping this plug-in leaves to others."""
+        if geom.groups == geom.in_channels:
+            return "direct: depthwise (groups == in_channels) runs as 'depthwise'"
+        return None
+
+    def supports(self, geom, dtype, op):
+        if np.dtype(dtype).kind == "c":
+            return f"{self.name}: complex dtypes"
+        if geom.nd > 3:
+            return f"{self.name}: {geom.nd} spatial dimensions; the compiled kernels handle 1 to 3"
+        reason = self._declines(geom)
+        if reason:
+            return reason
+        scratch = self._scratch_bytes(geom, np.dtype(dtype).itemsize, op) * _threads()
+        if scratch > _config.workspace_bytes:
+            return (f"{self.name}: packed planes need {scratch / 2**20:.0f} MiB, over the workspace budget "
+                    f"({_config.workspace_bytes / 2**20:.0f} MiB)")
+        return None
+
+    @staticmethod
+    def _scratch_bytes(geom: ConvGeometry, itemsize: int, op: str) -> int:
+        """Per-thread buffers: the packed planes of one group and the accumulator runs."""
+        if op == "input_grad":
+            lay = input_grad_layout(geom, itemsize, geom.in_per_group >= _BLOCK)
+            return (geom.out_per_group * math.prod(lay.e) + _BLOCK * _RUN_BYTES // itemsize) * itemsize
+        lay = forward_layout(geom, itemsize, geom.out_per_group >= _BLOCK)
+        return (geom.in_per_group * lay.packed + _BLOCK * _RUN_BYTES // itemsize) * itemsize
+
+    def cost(self, geom, dtype, op):
+        from .. import _cost_model as cm
+        itemsize = np.dtype(dtype).itemsize
+        n, g = geom.batch, geom.groups
+        if op == "input_grad":
+            per, other = geom.in_per_group, geom.out_per_group  # computed / contracted channels per group
+            lay = input_grad_layout(geom, itemsize, per >= _BLOCK)
+            work_single, work_blocked = lay.work, lay.work  # taps are zero-padded to 4 per phase
+            block = _block(per, n * g)
+            packs = n * g * -(-per // block) * other * math.prod(lay.e)
+            moved = packs + math.prod(geom.input_shape)
+        else:
+            per, other = geom.out_per_group, geom.in_per_group
+            lay = forward_layout(geom, itemsize, per >= _BLOCK)
+            work_single, work_blocked = lay.positions * lay.count, lay.positions * lay.offsets.size
+            block = _block(per, g if op == "weight_grad" else n * g)
+            packs = n * g * -(-per // block) * other * lay.packed
+            moved = packs + math.prod(geom.output_shape)
+        jobs = n * g * -(-per // block)  # weight_grad splits the batch across jobs too
+        blocked = per // _BLOCK * _BLOCK if per >= _BLOCK else 0
+        seconds = (n * g * (blocked * work_blocked * cm.DIRECT_SECONDS_PER_BLOCKED_MAC
+                            + (per - blocked) * work_single * cm.DIRECT_SECONDS_PER_MAC)
+                   + moved * cm.DIRECT_SECONDS_PER_ELEMENT)
+        # the constants are for every core busy; fewer jobs than threads leave cores idle
+        threads = _threads()
+        return seconds * threads / min(threads, max(jobs, 1)) + cm.DIRECT_SECONDS_PER_CALL
+
+    # ---- ops --------------------------------------------------------------------------------
+    def forward(self, x, w, geom):
+        from . import _direct_kernels as k
+        sp = spatial3d(geom)
+        og = geom.out_per_group
+        lay = forward_layout(geom, x.itemsize, og >= _BLOCK)
+        table = np.zeros((geom.out_channels, lay.offsets.size), dtype=x.dtype)
+        table[:, :lay.count] = w.reshape(geom.out_channels, lay.count)
+        jobs = geom.batch * geom.groups
+        oblock = _block(og, jobs)
+        segments = sp.out_size[0] * -(-sp.out_size[1] // lay.rows) * -(-sp.out_size[2] // lay.chunk)
+        parts = max(1, min(segments, -(-2 * _threads() // (jobs * -(-og // oblock)))))
+        y = np.empty(geom.output_shape, dtype=x.dtype)
+        k.forward(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, y.reshape(-1), sp.out_size,
+                  sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, parts)
+        return y
+
+    def input_grad(self, dy, w, geom):
+        from . import _direct_kernels as k
+        sp = spatial3d(geom)
+        cg, og = geom.in_per_group, geom.out_per_group
+        lay = input_grad_layout(geom, dy.itemsize, cg >= _BLOCK)
+        # table[c, column] = w[group(c)*og + o, c % cg, tap] for the (o, tap) of each column
+        wg = w.reshape(geom.groups, og, cg, -1)
+        outs, taps = np.concatenate(lay.columns, axis=1)
+        table = wg[:, np.maximum(outs, 0), :, taps].transpose(1, 2, 0)  # (G, cg, columns)
+        table = np.where(outs >= 0, table, 0).astype(dy.dtype).reshape(geom.in_channels, -1)
+        dx = np.empty(geom.input_shape, dtype=dy.dtype)
+        k.input_grad(_flat(dy), sp.out_size, geom.out_channels, np.ascontiguousarray(table), lay.offsets, lay.phases,
+                     dx.reshape(-1), sp.in_size, sp.lo, sp.stride, lay.e0, lay.e, lay.rows, lay.chunk, geom.groups,
+                     _block(cg, geom.batch * geom.groups))
+        return dx
+
+    def weight_grad(self, x, dy, geom):
+        from . import _direct_kernels as k
+        sp = spatial3d(geom)
+        og = geom.out_per_group
+        lay = forward_layout(geom, x.itemsize, og >= _BLOCK)
+        oblock = _block(og, geom.groups)
+        splits = max(1, min(geom.batch, -(-2 * _threads() // (geom.groups * -(-og // oblock)))))
+        dw = k.weight_grad(_flat(x), sp.in_size, geom.in_channels, _flat(dy), sp.out_size, geom.out_channels,
+                           lay.offsets, lay.count, sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups,
+                           oblock, splits)
+        return dw[:, :lay.count].astype(x.dtype).reshape(geom.weight_shape)
+
+
+def _threads() -> int:
+    from .. import _threads
+    return _threads.get_num_threads()
+
+
+def _block(per_group: int, jobs: int) -> int:
+    """Outputs per job: blocks of 4 (sharing loads), split until both cores have work."""
+    if per_group < _BLOCK:
+        return per_group
+    wanted = -(-4 * _threads() // jobs)  # blocks per group for ~4 jobs per thread
+    blocks = max(1, min(per_group // _BLOCK, wanted))
+    return _pad4(-(-per_group // blocks))
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """C-contiguous flat view (a copy only for non-contiguous input)."""
+    return np.ascontiguousarray(a).reshape(-1)
