@@ -3,8 +3,11 @@
 * ``import fastconv``: wall time beyond ``import numpy`` and -X importtime's figure, and
   which heavy modules (numba, scipy, torch, dask) the import pulled in (should be none);
 * the first call of each algorithm and op in a fresh process, beyond a warm call: what a user
-  pays for loading compiled numba kernels from the on-disk cache (plus importing numba for the
-  first one). One process per (algorithm, op), after one process that fills the cache.
+  pays for loading compiled numba kernels from the on-disk cache, plus numba's own start-up
+  (importing numba, and its target context, which imports scipy.linalg when SciPy is installed)
+  for the first one. One process per (algorithm, op), after one process that fills the cache;
+  measured again with numba initialised beforehand, which isolates the kernels' own load time.
+  Wall and CPU seconds: on a loaded machine the CPU figure is the better estimate.
 
     python benchmarks/startup.py [--repeats 5]
 """
@@ -36,7 +39,11 @@ import json, sys, time
 import numpy as np
 import fastconv
 from fastconv import functional, grad
-function, x, w, kw, alg, op = json.loads(sys.argv[1])
+function, x, w, kw, alg, op, preinit = json.loads(sys.argv[1])
+if preinit:
+    import numba
+    from numba.core.registry import cpu_target
+    cpu_target.target_context.refresh()
 rng = np.random.default_rng(0)
 xa, wa = rng.standard_normal(x, dtype=np.float32), rng.standard_normal(w, dtype=np.float32)
 geom = fastconv.plan_for(function, x, w, **kw).geom
@@ -48,11 +55,13 @@ elif op == "input_grad":
 else:
     dy = rng.standard_normal(geom.output_shape, dtype=np.float32)
     call = lambda: getattr(grad, function + "_weight")(xa, w, dy, algorithm=alg, **kw)
-t0 = time.perf_counter(); call(); first = time.perf_counter() - t0
-warm = []
-for _ in range(3):
-    t0 = time.perf_counter(); call(); warm.append(time.perf_counter() - t0)
-print(json.dumps([first, min(warm), "numba" in sys.modules]))
+def timed():
+    t0, c0 = time.perf_counter(), time.process_time()
+    call()
+    return time.perf_counter() - t0, time.process_time() - c0
+first = timed()
+warm = min(timed() for _ in range(3))
+print(json.dumps([first, warm, "numba" in sys.modules]))
 """
 
 
@@ -80,11 +89,13 @@ def import_cost(repeats: int) -> dict:
                       and line.split("|")[1].strip().isdigit()}
         own.append(cumulative["fastconv"])
         beyond.append(cumulative["fastconv"] - cumulative.get("numpy", 0.0))
+    cpu = statistics.median(float(_python("import time; c = time.process_time(); import fastconv; "
+                                          "print(time.process_time() - c)")) for _ in range(repeats))
     heavy = _python("import sys, fastconv; print([m for m in ('numba', 'scipy', 'torch', 'dask', 'threadpoolctl') "
                     "if m in sys.modules])").strip()
     bare, numpy_only = _wall("pass", repeats), _wall("import numpy", repeats)
     with_fastconv = _wall("import fastconv", repeats)
-    return {"importtime_fastconv_s": statistics.median(own), "importtime_beyond_numpy_s": statistics.median(beyond),
+    return {"cpu_fastconv_s": cpu, "importtime_fastconv_s": statistics.median(own), "importtime_beyond_numpy_s": statistics.median(beyond),
             "wall_python_s": bare, "wall_numpy_s": numpy_only,
             "wall_fastconv_s": with_fastconv, "beyond_numpy_s": with_fastconv - numpy_only, "heavy_modules": heavy}
 
@@ -102,11 +113,14 @@ def first_calls() -> list[dict]:
             if probe is None:
                 rows.append({"algorithm": name, "op": op, "note": "no probe it accepts"})
                 continue
-            arg = json.dumps([*probe, name, op])
-            _python(_FIRST_CALL, arg)  # fills the on-disk kernel cache if it is empty
-            first, warm, numba = json.loads(_python(_FIRST_CALL, arg))
-            rows.append({"algorithm": name, "op": op, "probe": probe[:3], "first_s": first, "warm_s": warm,
-                         "extra_s": first - warm, "numba": numba})
+            _python(_FIRST_CALL, json.dumps([*probe, name, op, False]))  # fills the on-disk kernel cache if empty
+            row = {"algorithm": name, "op": op, "probe": probe[:3]}
+            for preinit in (False, True):
+                first, warm, row["numba"] = json.loads(_python(_FIRST_CALL, json.dumps([*probe, name, op, preinit])))
+                tag = "_preinit" if preinit else ""
+                row[f"extra_wall{tag}_s"] = first[0] - warm[0]
+                row[f"extra_cpu{tag}_s"] = first[1] - warm[1]
+            rows.append(row)
     return rows
 
 
@@ -129,18 +143,20 @@ def main() -> None:
     args = parser.parse_args()
     imp = import_cost(args.repeats)
     print(f"import fastconv: {imp['importtime_fastconv_s'] * 1e3:.0f} ms by -X importtime, "
-          f"{imp['importtime_beyond_numpy_s'] * 1e3:.0f} ms of it beyond numpy; "
+          f"{imp['importtime_beyond_numpy_s'] * 1e3:.0f} ms of it beyond numpy; {imp['cpu_fastconv_s'] * 1e3:.0f} ms CPU; "
           f"wall {imp['wall_fastconv_s'] * 1e3:.0f} ms vs {imp['wall_numpy_s'] * 1e3:.0f} ms for numpy alone and "
           f"{imp['wall_python_s'] * 1e3:.0f} ms for a bare python; heavy modules imported: {imp['heavy_modules']}")
-    print("\nfirst call in a fresh process (kernels cached on disk), beyond a warm call:")
-    print(f"{'algorithm':<12} {'op':<12} {'probe':<42} {'first ms':>9} {'warm ms':>8} {'extra ms':>9} numba")
+    print("\nfirst call in a fresh process (kernels cached on disk), ms beyond a warm call; "
+          "'kernel only': numba initialised beforehand")
+    print(f"{'algorithm':<12} {'op':<12} {'probe':<40} {'wall':>6} {'cpu':>6} {'kernel only: wall':>18} {'cpu':>6}  numba")
     for row in first_calls():
         if "note" in row:
             print(f"{row['algorithm']:<12} {row['op']:<12} {row['note']}")
             continue
         probe = f"{row['probe'][0]} {row['probe'][1]}x{row['probe'][2]}"
-        print(f"{row['algorithm']:<12} {row['op']:<12} {probe:<42} {row['first_s'] * 1e3:9.1f} "
-              f"{row['warm_s'] * 1e3:8.2f} {row['extra_s'] * 1e3:9.1f} {row['numba']}")
+        print(f"{row['algorithm']:<12} {row['op']:<12} {probe:<40} {row['extra_wall_s'] * 1e3:6.0f} "
+              f"{row['extra_cpu_s'] * 1e3:6.0f} {row['extra_wall_preinit_s'] * 1e3:18.0f} "
+              f"{row['extra_cpu_preinit_s'] * 1e3:6.0f}  {row['numba']}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import resource
 import time
 
@@ -58,42 +59,40 @@ def convolve_volume(client, input_path: str, output_path: str, weight: np.ndarra
                     progress: bool = True) -> dict:
     """Convolve the zarr array ``input_path`` into ``output_path`` on ``client``'s workers.
 
-    Returns the shapes, bytes, seconds and each worker's peak resident memory (bytes), and whether
-    a worker was restarted on the way (as it would be after running out of memory).
+    Each output block reads its own window (halo included) from the input store and is written as
+    soon as it is computed, so a worker holds a few blocks at a time. Returns the shapes, bytes,
+    seconds, each worker's peak resident memory (bytes), and whether a worker was restarted on the
+    way (as it would be after exceeding its memory limit).
     """
-    import dask.array as da
+    import zarr
     from distributed import progress as progress_bar
 
-    from .functional import conv3d
+    from .dask import conv_store
 
-    volume = da.from_zarr(input_path)
-    if chunks is not None:  # read the blocks straight from the store, no rechunking tasks
-        volume = da.from_zarr(input_path, chunks=(-1,) * (volume.ndim - 3) + (chunks,) * 3)
-    if volume.ndim not in (3, 4):
-        raise ValueError(f"fastconv volume: {input_path} has shape {volume.shape}; expected (D, H, W) or (C, D, H, W)")
-    x = volume[None] if volume.ndim == 3 else volume
-    y = conv3d(x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups)
-    if volume.ndim == 3 and y.shape[0] == 1:
+    source = zarr.open_array(input_path, mode="r")
+    if source.ndim not in (3, 4):
+        raise ValueError(f"fastconv volume: {input_path} has shape {source.shape}; expected (D, H, W) or (C, D, H, W)")
+    # by default a result block reads about one stored chunk plus its halo
+    size = chunks or tuple(-(-c // s) for c, s in zip(source.chunks[-3:], _triple(stride)))
+    y = conv_store(source, weight, stride=stride, padding=padding, dilation=dilation, groups=groups, chunks=size)
+    if source.ndim == 3 and y.shape[0] == 1:
         y = y[0]
-    # zarr stores a regular grid: cut the result like the input (blocks follow the input's chunks)
-    y = y.rechunk((-1,) * (y.ndim - 3) + tuple(c[0] for c in volume.chunks[-3:]))
-    pids = client.run(_pid)
+    pids = client.run(os.getpid)
     start = time.perf_counter()
-    future = client.compute(da.to_zarr(y, output_path, overwrite=True, compute=False))
+    future = client.compute(y.to_zarr(output_path, overwrite=True, compute=False))
     if progress:
         progress_bar(future)
     future.result()
     seconds = time.perf_counter() - start
-    peaks = client.run(_peak_rss)
     return {
-        "input_shape": volume.shape, "output_shape": y.shape, "input_bytes": volume.nbytes, "output_bytes": y.nbytes,
-        "seconds": seconds, "peak_worker_bytes": peaks, "workers_restarted": client.run(_pid) != pids,
+        "input_shape": source.shape, "output_shape": y.shape, "input_bytes": source.nbytes,
+        "output_bytes": y.nbytes, "seconds": seconds, "peak_worker_bytes": client.run(_peak_rss),
+        "workers_restarted": client.run(os.getpid) != pids,
     }
 
 
-def _pid() -> int:
-    import os
-    return os.getpid()
+def _triple(value) -> tuple[int, int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * 3
 
 
 def _peak_rss() -> int:

@@ -26,13 +26,13 @@ def gemm_seconds(macs: int, m: int, k: int, n: int, column_elements: int, itemsi
 # Fitted against GEMM_SECONDS_PER_MAC in the same process (benchmarks of tests' FFT layers,
 # medians), so the two stay comparable on a loaded machine.
 #: pocketfft (scipy.fft, workers=2) per point and log2(size) of a complex transform; real ones cost half.
-FFT_SECONDS_PER_POINT_LOG2 = 9e-10
+FFT_SECONDS_PER_POINT_LOG2 = 1.6e-9
 #: Complex multiply-add of a DFT done as a matrix product (BLAS cgemm).
-FFT_SECONDS_PER_DFT_MAC = 1.6e-10
+FFT_SECONDS_PER_DFT_MAC = 3.2e-10
 #: Per-frequency complex multiply-add of the channel contraction (batched small cgemm).
-FFT_SECONDS_PER_COMPLEX_MAC = 2e-10
+FFT_SECONDS_PER_COMPLEX_MAC = 1.4e-9
 #: Per element of every transform's input and spectrum: buffers, copies, products' memory traffic.
-FFT_SECONDS_PER_ELEMENT = 1e-9
+FFT_SECONDS_PER_ELEMENT = 1.4e-9
 #: relative_error_bound = eps/2 * (A * log2(transform volume) + B * sqrt(terms per frequency)).
 FFT_ERROR_PER_LOG2_POINT = 1.0
 FFT_ERROR_PER_SQRT_TERM = 1.0

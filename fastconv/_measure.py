@@ -49,6 +49,33 @@ def interleaved_times(calls: dict[str, Callable[[], object]], repeats: int, *, w
     return samples
 
 
+def race(calls: dict[str, Callable[[], object]], repeats: int, *, drop_slower_than: float = 4.0,
+         compile_allowance: float = 1.0) -> tuple[dict[str, float], dict[str, str]]:
+    """Median seconds per callable, and the error of each callable that raised.
+
+    Each is called once untimed first (compilation, page faults; a broken one is caught here).
+    One whose warm-up took longer than ``drop_slower_than`` times the fastest warm-up plus
+    ``compile_allowance`` seconds has lost: it is not called again and its warm-up time stands.
+    The others are timed by :func:`interleaved_times`.
+    """
+    warm, failures = {}, {}
+    for label, fn in calls.items():
+        start = time.perf_counter()
+        try:
+            fn()
+        except Exception as exc:  # a broken candidate must not break the caller; it is reported instead
+            failures[label] = f"{type(exc).__name__}: {exc}"
+            continue
+        warm[label] = time.perf_counter() - start
+    if not warm:
+        return {}, failures
+    limit = drop_slower_than * min(warm.values()) + compile_allowance
+    lost = {label: t for label, t in warm.items() if t > limit}
+    samples = interleaved_times({k: calls[k] for k in warm if k not in lost}, repeats, warmup=False,
+                                drop_slower_than=drop_slower_than)
+    return {label: median(s) for label, s in samples.items()} | lost, failures
+
+
 def median(samples: list[float]) -> float:
     return statistics.median(samples)
 

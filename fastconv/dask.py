@@ -21,6 +21,11 @@ How a chunked convolution is cut:
   to one chunk); every block task refers to that one key.
 
 Non-zero ``padding_mode`` pads the Dask array first (``dask.array.pad``), as torch's modules do.
+
+Neighbouring blocks of a Dask input share its chunks, so while a volume is swept a wavefront of
+chunks (a slab as thick as one chunk) stays in memory. :func:`conv_store` convolves an array held in
+a store (zarr, h5py, memmap) instead: each block reads its own window, halo included, straight from
+the store, so a worker holds a few blocks whatever the volume's size (``fastconv volume`` uses it).
 """
 
 from __future__ import annotations
@@ -43,10 +48,10 @@ from ._errors import CallContext
 from ._geometry import ConvGeometry
 from .functional import _is_dask, _pad_by_mode, check_bias, prepare
 
-__all__: list[str] = []  # reached through fastconv.functional
+__all__ = ["conv_store"]
 
 
-# ---- entry points used by fastconv.functional ----------------------------------------------------
+# ---- entry points ------------------------------------------------------------------------------------
 def conv(function, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm):
     """``fastconv.functional._conv`` for a Dask ``input``: same arguments, lazy result."""
     x, w, b, ctx, unbatched = _prepare(function, nd, input, weight, bias)
@@ -54,7 +59,7 @@ def conv(function, nd, input, weight, bias, stride, padding, dilation, groups, p
     if padding_mode != "zeros":
         x, geom = _pad_by_mode(x, geom, padding_mode, ctx)  # np.pad dispatches to dask.array.pad
     check_bias(b, geom.out_channels, ctx)
-    y = _convolve("forward", geom, x, w, b, function, algorithm)
+    y = _convolve("forward", geom, _Chunks(x), w, b, function, algorithm)
     return y[0] if unbatched else y
 
 
@@ -65,8 +70,54 @@ def conv_transpose(function, nd, input, weight, bias, stride, padding, output_pa
     geom = ConvGeometry.for_conv_transpose(x.shape, w.shape, stride, padding, output_padding, dilation, groups,
                                            ctx, output_size=output_size)
     check_bias(b, geom.in_channels, ctx)
-    y = _convolve("input_grad", geom, x, w, b, function, algorithm)
+    y = _convolve("input_grad", geom, _Chunks(x), w, b, function, algorithm)
     return y[0] if unbatched else y
+
+
+def conv_store(store, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1, *, chunks,
+               algorithm: str | None = None) -> "da.Array":
+    """N-d convolution of an array in a store, each result block reading its own window from the store.
+
+    Parameters
+    ----------
+    store : zarr.Array, h5py.Dataset, numpy.memmap, ...
+        Anything with ``shape``, ``dtype`` and NumPy basic slicing: ``(N, C, *spatial)``,
+        ``(C, *spatial)``, or a bare single-channel volume ``(*spatial)``.
+    weight, bias, stride, padding, dilation, groups, algorithm
+        As :func:`fastconv.functional.conv`.
+    chunks : int or tuple
+        Spatial chunks of the result (regular chunks suit ``dask.array.to_zarr``).
+
+    Returns
+    -------
+    dask.array.Array
+        ``(N, C_out, *out)``, or ``(C_out, *out)`` for an unbatched or bare input; one batch
+        element and all channels per block.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv.dask import conv_store
+    >>> volume = np.arange(1000, dtype=np.float32).reshape(10, 10, 10)  # or zarr.open_array(...)
+    >>> y = conv_store(volume, np.ones((1, 1, 3, 3, 3), np.float32), padding=1, chunks=4)
+    >>> y.chunks[1:], float(y[0, 5, 5, 5].compute())
+    (((4, 4, 2), (4, 4, 2), (4, 4, 2)), 14985.0)
+    """
+    nd = np.ndim(weight) - 2
+    lead = len(store.shape) - nd  # 2: batched, 1: unbatched, 0: bare volume
+    ctx = CallContext("conv_store").with_shapes(store.shape, np.shape(weight))
+    if nd < 1 or lead not in (0, 1, 2):
+        raise ctx.value_error(f"expected a store of {nd}, {nd + 1} or {nd + 2} dimensions "
+                              f"((*spatial), (C, *spatial) or (N, C, *spatial)) for a {nd + 2}-D weight")
+    shape = (1,) * (2 - lead) + tuple(store.shape)
+    placeholder = np.broadcast_to(np.zeros((), dtype=store.dtype), shape)
+    _, w0, b0, ctx, _ = prepare("conv_store", nd, placeholder, weight, bias)
+    geom = ConvGeometry.for_conv(shape, w0.shape, stride, padding, dilation, groups, ctx)
+    check_bias(b0, geom.out_channels, ctx)
+    w, b = _single_chunk(w0), None if b0 is None else _single_chunk(b0)
+    out_chunks = da.core.normalize_chunks(chunks, shape=geom.out_size)
+    y = _convolve("forward", geom, _Store(store, lead, shape, out_chunks), w, b, "conv_store", algorithm)
+    return y if lead == 2 else y[0]
 
 
 def _placeholder(value):
@@ -93,6 +144,68 @@ def _single_chunk(array) -> "da.Array":
     if _is_dask(array):
         return array.rechunk(array.shape)
     return da.from_array(array, chunks=array.shape)
+
+
+# ---- where blocks read from -----------------------------------------------------------------------
+class _Chunks:
+    """A Dask input: each block's window is assembled from the slices of the chunks it touches."""
+
+    def __init__(self, x):
+        self.x = x.rechunk({1: -1})  # channels are contracted: one chunk
+        self.bounds = [list(itertools.accumulate(c, initial=0)) for c in self.x.chunks[2:]]
+        self.shape, self.dtype, self.batch_chunks = self.x.shape, self.x.dtype, self.x.chunks[0]
+        self.dependencies, self.graph, self.token = [self.x], {}, self.x.name
+
+    def out_chunks(self, geom: ConvGeometry, op: str):
+        return _output_chunks(geom, op, self.x.chunks[2:])
+
+    def window(self, batch_index: int, ranges):
+        """Task building the input ``[a, b)`` per spatial dim of batch chunk ``batch_index``."""
+        per_dim = []
+        for (a, b), bounds in zip(ranges, self.bounds):
+            first = bisect.bisect_right(bounds, a) - 1
+            per_dim.append([(k, slice(max(a, bounds[k]) - bounds[k], min(b, bounds[k + 1]) - bounds[k]),
+                             slice(max(a, bounds[k]) - a, min(b, bounds[k + 1]) - a))
+                            for k in range(first, len(bounds) - 1) if bounds[k] < b])
+        pieces, places = [], []
+        for combo in itertools.product(*per_dim):
+            whole = (slice(None), slice(None))
+            pieces.append((operator.getitem, (self.x.name, batch_index, 0, *(k for k, _, _ in combo)),
+                           (*whole, *(src for _, src, _ in combo))))
+            places.append((*whole, *(dst for _, _, dst in combo)))
+        shape = (self.batch_chunks[batch_index], self.shape[1], *(b - a for a, b in ranges))
+        return (_assemble, pieces, places, shape, self.dtype)
+
+
+class _Store:
+    """A store: each block reads its window straight from it (halos re-read, nothing shared)."""
+
+    def __init__(self, store, lead: int, shape, out_chunks):
+        self.shape, self.dtype, self.batch_chunks = shape, np.dtype(store.dtype), (1,) * shape[0]
+        self.key = "fastconv-store-" + tokenize(store, lead)
+        self.lead, self.spatial_out = lead, out_chunks
+        self.dependencies, self.graph, self.token = [], {self.key: store}, self.key  # shipped once
+
+    def out_chunks(self, geom: ConvGeometry, op: str):
+        return self.spatial_out
+
+    def window(self, batch_index: int, ranges):
+        index = (slice(batch_index, batch_index + 1), slice(None), *(slice(a, b) for a, b in ranges))
+        return (_read, self.key, index[2 - self.lead:], 2 - self.lead)
+
+
+def _assemble(pieces, places, shape, dtype):
+    if len(pieces) == 1:
+        return pieces[0]
+    window = np.empty(shape, dtype=dtype)
+    for piece, place in zip(pieces, places):
+        window[place] = piece
+    return window
+
+
+def _read(store, index, missing: int):
+    data = np.asarray(store[index])
+    return data.reshape((1,) * missing + data.shape)
 
 
 # ---- the chunked computation ------------------------------------------------------------------------
@@ -151,63 +264,42 @@ def _window_geometry(geom: ConvGeometry, batch: int, in_ranges, out_ranges) -> C
                         tuple(padding))
 
 
-def _pieces(name: str, batch_index: int, chunk_bounds, source_ranges):
-    """Nested lists (one level per spatial dim) of getitem tasks covering the source ranges."""
-
-    def level(dim: int, index: tuple, slices: tuple):
-        if dim == len(source_ranges):
-            return (operator.getitem, (name, batch_index, 0, *index), (slice(None), slice(None), *slices))
-        a, b = source_ranges[dim]
-        bounds = chunk_bounds[dim]
-        first = bisect.bisect_right(bounds, a) - 1
-        items = []
-        for k in range(first, len(bounds) - 1):
-            if bounds[k] >= b:
-                break
-            part = slice(max(a, bounds[k]) - bounds[k], min(b, bounds[k + 1]) - bounds[k])
-            items.append(level(dim + 1, (*index, k), (*slices, part)))
-        return items
-
-    return level(0, (), ())
-
-
-def _block(pieces, weight, bias, op: str, geom: ConvGeometry | None, shape, dtype, function: str,
+def _block(window, weight, bias, op: str, geom: ConvGeometry | None, shape, dtype, function: str,
            algorithm: str | None):
     """One result block: the NumPy fastconv call on the block's window (zeros where nothing reaches)."""
     if geom is None:
         y = np.zeros(shape, dtype=dtype)
         return y if bias is None else y + bias.astype(dtype).reshape((-1,) + (1,) * (len(shape) - 2))
-    return run(op, geom, np.block(pieces), weight, CallContext(function), algorithm=algorithm, bias=bias)
+    return run(op, geom, window, weight, CallContext(function), algorithm=algorithm, bias=bias)
 
 
-def _convolve(op: str, geom: ConvGeometry, x, w, b, function: str, algorithm: str | None):
-    """The lazy result of ``op`` ('forward', or 'input_grad' for transposed convolution) over Dask ``x``."""
-    x = x.rechunk({1: -1})  # channels are contracted: one chunk
-    spatial_out = _output_chunks(geom, op, x.chunks[2:])
-    chunk_bounds = [list(itertools.accumulate(c, initial=0)) for c in x.chunks[2:]]
+def _convolve(op: str, geom: ConvGeometry, source, w, b, function: str, algorithm: str | None):
+    """The lazy result of ``op`` ('forward', or 'input_grad' for transposed convolution) reading ``source``."""
+    spatial_out = source.out_chunks(geom, op)
     # The spatial dimensions are independent: per dimension and block, what the block reads.
-    sources = [[_source_range(geom, op, dim, lo, hi) for lo, hi in _ranges(chunks)]
-               for dim, chunks in enumerate(spatial_out)]
+    reach = [[_source_range(geom, op, dim, lo, hi) for lo, hi in _ranges(chunks)]
+             for dim, chunks in enumerate(spatial_out)]
     channels = geom.out_channels if op == "forward" else geom.in_channels
-    name = "fastconv-" + tokenize(op, geom, x.name, w.name, None if b is None else b.name, algorithm)
+    name = "fastconv-" + tokenize(op, geom, source.token, w.name, None if b is None else b.name, algorithm)
     w_key = (w.name, *(0,) * w.ndim)
     b_key = None if b is None else (b.name, 0)
-    dsk = {}
-    for i, n in enumerate(x.chunks[0]):
+    dsk = dict(source.graph)
+    for i, n in enumerate(source.batch_chunks):
         for index in itertools.product(*(range(len(c)) for c in spatial_out)):
             shape = (n, channels, *(c[j] for c, j in zip(spatial_out, index)))
-            reach = [sources[dim][j] for dim, j in enumerate(index)]
-            pieces = window = None
-            if n and all(reach):
-                in_ranges, out_ranges = zip(*reach)
-                window = _window_geometry(geom, n, in_ranges, out_ranges)
+            ranges = [reach[dim][j] for dim, j in enumerate(index)]
+            window = geometry = None
+            if n and all(ranges):
+                in_ranges, out_ranges = zip(*ranges)
+                geometry = _window_geometry(geom, n, in_ranges, out_ranges)
                 # forward reads its input span; transposed reads the outputs whose windows reach the block
-                pieces = _pieces(x.name, i, chunk_bounds, in_ranges if op == "forward" else out_ranges)
-            dsk[(name, i, 0, *index)] = (_block, pieces, w_key, b_key, op, window, shape, x.dtype, function,
+                window = source.window(i, in_ranges if op == "forward" else out_ranges)
+            dsk[(name, i, 0, *index)] = (_block, window, w_key, b_key, op, geometry, shape, source.dtype, function,
                                          algorithm)
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[a for a in (x, w, b) if a is not None])
-    return da.Array(graph, name, chunks=(x.chunks[0], (channels,), *spatial_out), dtype=x.dtype,
-                    meta=np.empty((0,) * x.ndim, dtype=x.dtype))
+    deps = [*source.dependencies, w] + ([] if b is None else [b])
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
+    return da.Array(graph, name, chunks=(source.batch_chunks, (channels,), *spatial_out), dtype=source.dtype,
+                    meta=np.empty((0,) * len(source.shape), dtype=source.dtype))
 
 
 def _ranges(chunks) -> list[tuple[int, int]]:

@@ -222,21 +222,12 @@ def measure(heuristic: Plan, *, within: float = MEASURE_WITHIN, repeats: int = M
             continue
         operands = operands or _measure.synthetic_operands(heuristic.geom, heuristic.dtype, heuristic.op)
         todo[_label_key(c)] = functools.partial(replace(heuristic, choice=c).execute, *operands)
-    failures = {}
-    for label, run in list(todo.items()):
-        try:
-            run()
-        except Exception as exc:  # a broken candidate must not break the call; it is shown in explain()
-            failures[label] = f"failed when measured: {type(exc).__name__}: {exc}"
-            del todo[label]
-    if todo:
-        samples = _measure.interleaved_times(todo, repeats, warmup=False, drop_slower_than=4.0)
-        fresh = {label: _measure.median(s) for label, s in samples.items()}
-        times.update(fresh)
-        if key:
-            _store().put(key, fresh, persist)
+    fresh, failures = _measure.race(todo, repeats)
+    times.update(fresh)
+    if key and fresh:
+        _store().put(key, fresh, persist)
     candidates = tuple(
-        replace(c, reason=failures[_label_key(c)], cost=None) if _label_key(c) in failures
+        replace(c, reason=f"failed when measured: {failures[_label_key(c)]}", cost=None) if _label_key(c) in failures
         else replace(c, measured=times.get(_label_key(c)))
         for c in heuristic.candidates)
     measured = [c for c in candidates if c.measured is not None]

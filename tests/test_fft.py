@@ -38,6 +38,16 @@ def restore_settings():
     _config.workspace_bytes, _config.max_relative_error = saved
 
 
+@pytest.fixture(params=["fft", "matrix"])
+def method(request, monkeypatch):
+    """Transform every axis by this method, whatever the cost model prefers."""
+    costed = _fft_layout._line_seconds
+    monkeypatch.setattr(_fft_layout, "_line_seconds", lambda *args: (costed(*args)[0], request.param))
+    _fft_layout.layout.cache_clear()
+    yield request.param
+    _fft_layout.layout.cache_clear()
+
+
 def _torch_conv(x, w, stride, padding, dilation, groups):
     nd = w.ndim - 2
     xt = torch.from_numpy(x)
@@ -61,7 +71,7 @@ def _geometry(x, w, stride, padding, dilation, groups):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_forward_matches_torch_float64(case):
+def test_forward_matches_torch_float64(case, method):
     xs, ws, stride, padding, dilation, groups = case
     x, w = _arrays(xs, ws, np.float64)
     y = fastconv.conv(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups, algorithm="fft")
@@ -70,7 +80,7 @@ def test_forward_matches_torch_float64(case):
 
 @pytest.mark.parametrize("dtype, tol", [("complex128", 1e-12), ("complex64", 2e-6)])
 @pytest.mark.parametrize("case", CASES[1::2])
-def test_complex_matches_reference(case, dtype, tol):
+def test_complex_matches_reference(case, dtype, tol, method):
     xs, ws, stride, padding, dilation, groups = case
     x, w = _arrays(xs, ws, dtype)
     geom = _geometry(x, w, stride, padding, dilation, groups)
@@ -98,7 +108,7 @@ def test_float32_error_within_its_bound(xs, ws, padding, groups):
 
 
 @pytest.mark.parametrize("case, megabytes", [(CASES[0], 0.01), (CASES[3], 0.1), (CASES[6], 0.15)])
-def test_tiny_workspace_forces_overlap_save_tiles(case, megabytes):
+def test_tiny_workspace_forces_overlap_save_tiles(case, megabytes, method):
     xs, ws, stride, padding, dilation, groups = case
     x, w = _arrays(xs, ws, np.float64)
     geom = _geometry(x, w, stride, padding, dilation, groups)
@@ -117,7 +127,7 @@ def test_long_signal_is_tiled_by_cost():
     np.testing.assert_allclose(FFT.forward(x, w, geom), _torch_conv(x, w, 1, 16, 1, 1), rtol=1e-11, atol=1e-11)
 
 
-def test_gradients_via_forward_on_the_adjoint_geometries():
+def test_gradients_via_forward_on_the_adjoint_geometries(method):
     x, w = _arrays((2, 4, 15, 14), (6, 2, 5, 4), np.float64)
     kw = dict(stride=2, padding=(2, 1), dilation=(1, 2), groups=2)
     xt, wt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()

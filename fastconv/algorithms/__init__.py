@@ -8,8 +8,9 @@ from .direct import Direct
 from .fft import FFT
 from .gemm import Gemm
 from .reference import Reference
+from .subpixel import Subpixel
 
 #: Every algorithm by name, in the order the planner lists them.
-ALGORITHMS: dict[str, Algorithm] = {alg.name: alg for alg in (Reference(), Gemm(), FFT(), Direct(), Depthwise())}
+ALGORITHMS: dict[str, Algorithm] = {alg.name: alg for alg in (Reference(), Gemm(), FFT(), Direct(), Depthwise(), Subpixel())}
 
 __all__ = ["ALGORITHMS", "OPS", "Algorithm"]

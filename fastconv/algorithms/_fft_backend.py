@@ -54,15 +54,13 @@ def next_fast_len(n: int, real: bool) -> int:
 
 def forward_axis(a: np.ndarray, axis: int, length: int, method: str, real: bool,
                  positions: np.ndarray | None = None) -> np.ndarray:
-    """Spectrum of ``a`` along ``axis``; ``positions`` (matrix method only) selects the rows of
-    ``a`` that hold samples and gives their frame positions."""
+    """Spectrum of ``a`` along ``axis``; ``positions`` (matrix method only) are the frame
+    positions of ``a``'s samples along ``axis`` (default ``0, 1, ...``)."""
     if method == "fft":
         transform = _module().rfft if real else _module().fft
         return transform(a, n=length, axis=axis, **_workers())
     if positions is None:
         positions = np.arange(a.shape[axis])
-    else:
-        a = np.take(a, positions, axis=axis)
     return _along(a, _forward_matrix(length, tuple(positions.tolist()), real, a.dtype.char), axis, real)
 
 
@@ -89,10 +87,10 @@ def _along(a: np.ndarray, matrix: np.ndarray, axis: int, real: bool) -> np.ndarr
             out = out.view(np.result_type(out.dtype, np.complex64))
         return out.reshape(*shape[:-1], -1)
     # One large product with the axis in front beats one small product per leading index.
-    pre, post = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
-    front = np.ascontiguousarray(np.moveaxis(a.reshape(pre, shape[axis], post), 1, 0))
-    out = (matrix.T @ front.reshape(shape[axis], pre * post)).reshape(-1, pre, post)
-    return np.moveaxis(out, 0, 1).reshape(*shape[:axis], -1, *shape[axis + 1:])
+    # Results stay axis-major (a view) so that the next product along this axis copies nothing.
+    front = np.ascontiguousarray(np.moveaxis(a, axis, 0)).reshape(shape[axis], -1)
+    out = (matrix.T @ front).reshape(-1, *shape[:axis], *shape[axis + 1:])
+    return np.moveaxis(out, 0, axis)
 
 
 @functools.lru_cache(maxsize=256)

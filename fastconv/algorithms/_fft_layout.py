@@ -64,10 +64,6 @@ class AxisLayout:
         """Rotation bringing the first stored sample to the frame's start (one tile only)."""
         return max(0, -self.vmin) if self.tiles == 1 else 0
 
-    @property
-    def frequencies(self) -> int:
-        return self.length
-
     def kernel_positions(self) -> np.ndarray:
         """Per tap, its index in the circular kernel of one tile."""
         return (self.shift - np.asarray(self.tap_offset)) % self.length
@@ -170,42 +166,64 @@ def _line_seconds(samples: int, length: int, outputs: int, real: bool, fast: boo
     """(seconds, method) of one 1-D transform of ``samples`` stored samples to ``outputs`` kept
     values in a frame of ``length``: the cheaper of the FFT library and the DFT matrix."""
     from .. import _cost_model as cm
-    half = 0.5 if real else 1.0
-    matrix = samples * outputs * cm.FFT_SECONDS_PER_DFT_MAC * half
-    fft = length * math.log2(max(length, 2)) * cm.FFT_SECONDS_PER_POINT_LOG2 * half if fast else math.inf
+    fft = _line_work(samples, length, outputs, real, "fft") * cm.FFT_SECONDS_PER_POINT_LOG2 if fast else math.inf
+    matrix = _line_work(samples, length, outputs, real, "matrix") * cm.FFT_SECONDS_PER_DFT_MAC
     return (fft, "fft") if fft < matrix else (matrix, "matrix")
+
+
+def _line_work(samples: int, length: int, outputs: int, real: bool, method: str) -> float:
+    """Work of one 1-D transform: points x log2(length) for the FFT library, complex
+    multiply-adds for the matrix; real transforms do half."""
+    work = length * math.log2(max(length, 2)) if method == "fft" else samples * outputs
+    return work * (0.5 if real else 1.0)
+
+
+def work(geom: ConvGeometry, axes, complex_: bool) -> dict[str, float]:
+    """The work of one call by kind, in the units of ``_cost_model``'s FFT constants."""
+    nd, lengths = geom.nd, [a.length for a in axes]
+    freqs = _spectrum(lengths, complex_)
+    tiles, phases = math.prod(a.tiles for a in axes), math.prod(len(a.phases) for a in axes)
+    stored = [a.stored(0, 1) if a.tiles == 1 else a.length for a in axes]
+    taps = [len(set(a.kernel_positions().tolist())) for a in axes]
+    kept = [a.block for a in axes]
+    in_lines = geom.batch * tiles * geom.in_channels * phases
+    kernel_lines = geom.out_channels * geom.in_per_group * phases
+    out_lines = geom.batch * tiles * geom.out_channels
+    total = {"fft": 0.0, "matrix": 0.0}
+    for a, axis in enumerate(axes):
+        real = not complex_ and a == nd - 1
+        after = math.prod(freqs[a + 1:])  # forward runs last axis first, inverse first axis first
+        m_in, m_k, m_out = axis.methods
+        total[m_in] += in_lines * math.prod(stored[:a]) * after * _line_work(stored[a], lengths[a], freqs[a], real, m_in)
+        total[m_k] += kernel_lines * math.prod(lengths[:a]) * after * _line_work(taps[a], lengths[a], freqs[a], real, m_k)
+        total[m_out] += out_lines * math.prod(kept[:a]) * after * _line_work(freqs[a], lengths[a], kept[a], real, m_out)
+    freq = math.prod(freqs)
+    terms = geom.in_per_group * phases  # 1: an elementwise product, counted with the elements
+    total["products"] = geom.batch * tiles * geom.out_channels * terms * freq if terms > 1 else 0
+    total["elements"] = (in_lines + out_lines) * freq + in_lines * math.prod(stored)
+    return total
+
+
+def _seconds(total: dict[str, float]) -> float:
+    from .. import _cost_model as cm
+    return (total["fft"] * cm.FFT_SECONDS_PER_POINT_LOG2 + total["matrix"] * cm.FFT_SECONDS_PER_DFT_MAC
+            + total["products"] * cm.FFT_SECONDS_PER_COMPLEX_MAC + total["elements"] * cm.FFT_SECONDS_PER_ELEMENT)
 
 
 def _plan_axes(geom: ConvGeometry, lengths, complex_: bool):
     """(estimated seconds, per-axis layouts with their cheapest methods) for these lengths."""
-    from .. import _cost_model as cm
     axes = [_axis(geom, a, n) for a, n in enumerate(lengths)]
     freqs = _spectrum(lengths, complex_)
-    tiles, phases = math.prod(a.tiles for a in axes), math.prod(len(a.phases) for a in axes)
-    stored = [a.stored(0, a.tiles) if a.tiles == 1 else a.length for a in axes]
+    stored = [a.stored(0, 1) if a.tiles == 1 else a.length for a in axes]
     taps = [len(set(a.kernel_positions().tolist())) for a in axes]
-    kept = [a.block for a in axes]
-    nd, seconds, chosen = geom.nd, 0.0, []
-    in_lines = geom.batch * tiles * geom.in_channels * phases
-    kernel_lines = geom.out_channels * geom.in_per_group * phases
-    out_lines = geom.batch * tiles * geom.out_channels
-    for a in range(nd):
-        real = not complex_ and a == nd - 1
+    chosen = []
+    for a, axis in enumerate(axes):
+        real = not complex_ and a == geom.nd - 1
         fast = _fft_backend.next_fast_len(lengths[a], not complex_) == lengths[a]
-        # forward runs last axis first (samples before, spectra after); inverse first axis first
-        before, after = math.prod(stored[:a]), math.prod(freqs[a + 1:])
-        t_in, m_in = _line_seconds(stored[a], lengths[a], freqs[a], real, fast)
-        t_k, m_k = _line_seconds(taps[a], lengths[a], freqs[a], real, fast)
-        t_out, m_out = _line_seconds(freqs[a], lengths[a], kept[a], real, fast)
-        seconds += (in_lines * before * after * t_in
-                    + kernel_lines * math.prod(lengths[:a]) * after * t_k
-                    + out_lines * math.prod(kept[:a]) * after * t_out)
-        chosen.append(AxisLayout(**{**axes[a].__dict__, "methods": (m_in, m_k, m_out)}))
-    freq = math.prod(freqs)
-    products = geom.batch * tiles * geom.out_channels * geom.in_per_group * phases * freq
-    elements = (in_lines + out_lines) * freq + in_lines * math.prod(stored)
-    seconds += products * cm.FFT_SECONDS_PER_COMPLEX_MAC + elements * cm.FFT_SECONDS_PER_ELEMENT
-    return seconds, tuple(chosen)
+        methods = tuple(_line_seconds(samples, lengths[a], outputs, real, fast)[1]
+                        for samples, outputs in ((stored[a], freqs[a]), (taps[a], freqs[a]), (freqs[a], axis.block)))
+        chosen.append(AxisLayout(**{**axis.__dict__, "methods": methods}))
+    return _seconds(work(geom, chosen, complex_)), tuple(chosen)
 
 
 def _candidates(out: int, span: int, good_length) -> list[int]:

@@ -3,18 +3,19 @@
 Both walk *tile rows*: unit ``u = n * rows + r`` is tile row ``r`` (a flat index over the
 leading spatial dimensions, see ``_winograd_transforms.row_tables``) of sample ``n``; a tile
 row holds ``t_last`` tiles along the last (contiguous) axis. Transform-domain arrays are
-``(alpha^d, channels, tiles)`` with tile ``p = (u - u0) * t_last + j``, the layout the batched
-matmul between them wants.
+``(channels, alpha^d, tiles)`` with tile ``p = (u - u0) * t_last + j``: per channel one
+contiguous slab, and per transform point a strided matrix the batched matmul takes as is.
 
-One parallel iteration handles one channel and a block of tile rows (a few hundred tiles):
-the tiles are gathered once into a small cache-resident array whose last axis runs over the
-block's tiles, and the 1-D transforms are applied along each tile axis in turn as unrolled
-formulas vectorised across tiles (one load per input and one store per output; loops over a
-single tile row would be too short for SIMD). Padding is applied by reading zeros, so the
+One parallel iteration handles one channel and a block of tile rows (a few hundred tiles).
+Along the last axis a tile's ``alpha`` inputs (or ``m`` outputs) are adjacent in memory, so
+that transform is applied tile by tile while reading the input (writing the output). The
+leading axes are transformed in a small cache-resident scratch whose columns are the block's
+tiles, as loops across tiles that vectorise. Padding is applied by reading zeros, so the
 input is never copied padded.
 
 The formulas are those of ``_winograd_transforms.matrices`` (tests check they agree);
-constants are built from ``one`` so that float32 arithmetic stays float32.
+constants are built from ``one`` so that float32 arithmetic stays float32. Values are passed
+as 6-tuples (unused tail entries for F(2,3) and for AT) so one code path serves both tile sizes.
 """
 
 from __future__ import annotations
@@ -24,116 +25,140 @@ import numpy as np
 
 
 @numba.njit(inline="always")
-def _input_tile(m, one, src, dst, q):  # pragma: no cover - compiled
-    """dst[:, q] = BT @ src[:, q] for F(m, 3); src and dst are (alpha, n)."""
+def _bt(m, one, a):  # pragma: no cover - compiled
+    """BT @ a[:alpha] of F(m, 3)."""
+    a0, a1, a2, a3, a4, a5 = a
+    zero = one - one
     if m == 2:
-        a0, a1, a2, a3 = src[0, q], src[1, q], src[2, q], src[3, q]
-        dst[0, q] = a0 - a2
-        dst[1, q] = a1 + a2
-        dst[2, q] = a2 - a1
-        dst[3, q] = a1 - a3
-    else:
-        two = one + one
-        four = two + two
-        a0, a1, a2, a3, a4, a5 = src[0, q], src[1, q], src[2, q], src[3, q], src[4, q], src[5, q]
-        dst[0, q] = four * (a0 - a2) + (a4 - a2)
-        dst[1, q] = (a3 + a4) - four * (a1 + a2)
-        dst[2, q] = four * (a1 - a2) + (a4 - a3)
-        dst[3, q] = two * (a3 - a1) + (a4 - a2)
-        dst[4, q] = two * (a1 - a3) + (a4 - a2)
-        dst[5, q] = four * (a1 - a3) + (a5 - a3)
+        return a0 - a2, a1 + a2, a2 - a1, a1 - a3, zero, zero
+    two = one + one
+    four = two + two
+    return (four * (a0 - a2) + (a4 - a2), (a3 + a4) - four * (a1 + a2), four * (a1 - a2) + (a4 - a3),
+            two * (a3 - a1) + (a4 - a2), two * (a1 - a3) + (a4 - a2), four * (a1 - a3) + (a5 - a3))
 
 
 @numba.njit(inline="always")
-def _output_tile(m, one, src, dst, q):  # pragma: no cover - compiled
-    """dst[:, q] = AT @ src[:, q] for F(m, 3); src is (alpha, n), dst (m, n)."""
+def _at(m, one, a):  # pragma: no cover - compiled
+    """AT @ a[:alpha] of F(m, 3)."""
+    a0, a1, a2, a3, a4, a5 = a
+    zero = one - one
     if m == 2:
-        a0, a1, a2, a3 = src[0, q], src[1, q], src[2, q], src[3, q]
-        dst[0, q] = a0 + a1 + a2
-        dst[1, q] = a1 - a2 - a3
-    else:
-        two = one + one
-        four = two + two
-        eight = four + four
-        a0, a1, a2, a3, a4, a5 = src[0, q], src[1, q], src[2, q], src[3, q], src[4, q], src[5, q]
-        d12, s12, d34, s34 = a1 - a2, a1 + a2, a3 - a4, a3 + a4
-        dst[0, q] = a0 + s12 + s34
-        dst[1, q] = d12 + two * d34
-        dst[2, q] = s12 + four * s34
-        dst[3, q] = d12 + eight * d34 + a5
+        return a0 + a1 + a2, a1 - a2 - a3, zero, zero, zero, zero
+    two = one + one
+    four = two + two
+    eight = four + four
+    d12, s12, d34, s34 = a1 - a2, a1 + a2, a3 - a4, a3 + a4
+    return a0 + s12 + s34, d12 + two * d34, s12 + four * s34, d12 + eight * d34 + a5, zero, zero
 
 
 @numba.njit(inline="always")
-def _pass(forward, m, one, src, dst):  # pragma: no cover - compiled
-    """Transform every column of src (alpha, n) into dst (alpha or m, n): BT if ``forward``, else AT."""
-    if forward:
-        for q in range(src.shape[1]):
-            _input_tile(m, one, src, dst, q)
-    else:
-        for q in range(src.shape[1]):
-            _output_tile(m, one, src, dst, q)
+def _column(m, src, row, step, col):  # pragma: no cover - compiled
+    """src[row + b*step, col] for b < alpha, as a 6-tuple."""
+    a0, a1, a2, a3 = src[row, col], src[row + step, col], src[row + 2 * step, col], src[row + 3 * step, col]
+    if m == 2:
+        return a0, a1, a2, a3, a3, a3
+    return a0, a1, a2, a3, src[row + 4 * step, col], src[row + 5 * step, col]
 
 
 @numba.njit(inline="always")
-def _along_axis(forward, m, one, src, dst, outer):  # pragma: no cover - compiled
-    """Transform axis 1 of the contiguous src viewed (outer, alpha, inner) into dst viewed
-    (outer, alpha or m, inner)."""
+def _put(count, dst, row, step, col, vals):  # pragma: no cover - compiled
+    """dst[row + i*step, col] = vals[i] for i < count (2, 4 or 6)."""
+    dst[row, col] = vals[0]
+    dst[row + step, col] = vals[1]
+    if count > 2:
+        dst[row + 2 * step, col] = vals[2]
+        dst[row + 3 * step, col] = vals[3]
+    if count > 4:
+        dst[row + 4 * step, col] = vals[4]
+        dst[row + 5 * step, col] = vals[5]
+
+
+@numba.njit(inline="always")
+def _lead_pass(forward, m, one, src, s_col, dst, d_col, outer, inner, size):  # pragma: no cover
+    """Transform one leading axis of the tile rows of src (viewed (outer, alpha, inner) rows by
+    ``size`` tile columns from ``s_col``) into dst (rows (outer, alpha or m, inner), from ``d_col``)."""
     alpha = m + 2
-    inner = src.size // (outer * alpha)
-    s3 = src.reshape((outer, alpha, inner))
-    d3 = dst.reshape((outer, dst.size // (outer * inner), inner))
+    n_out = alpha if forward else m
     for o in range(outer):
-        _pass(forward, m, one, s3[o], d3[o])
+        for i in range(inner):
+            s_row = o * alpha * inner + i
+            d_row = o * n_out * inner + i
+            if forward:
+                for q in range(size):
+                    vals = _bt(m, one, _column(m, src, s_row, inner, s_col + q))
+                    _put(alpha, dst, d_row, inner, d_col + q, vals)
+            else:
+                for q in range(size):
+                    vals = _at(m, one, _column(m, src, s_row, inner, s_col + q))
+                    _put(m, dst, d_row, inner, d_col + q, vals)
 
 
 @numba.njit(parallel=True, cache=True)
 def input_transform(x, src_rows, lo, col_stop, nd, m, t_last, u0, u1, block, v):  # pragma: no cover
-    """v[:, c, tiles of units u0..u1] = transformed input tiles of channel c.
+    """v[c, :, tiles of units u0..u1] = transformed input tiles of channel c.
 
     x (N, C, R_in, W_in); src_rows (rows, alpha^(nd-1)) input row per leading tile position
     (-1: zero); input column ``w - lo`` sits at tile-row column ``w``, valid below ``col_stop``;
-    v (alpha^nd, C, >= (u1-u0)*t_last); ``block`` tile rows per parallel iteration.
+    v (C, alpha^nd, >= (u1-u0)*t_last); ``block`` tile rows per parallel iteration.
     """
     channels = x.shape[1]
     rows, kk = src_rows.shape
     alpha = m + 2
-    width = t_last * m + 2
-    w_lo = max(0, lo)
-    w_hi = max(w_lo, min(width, col_stop + lo))
     one = v.dtype.type(1)
+    zero = one - one
+    # tiles j whose alpha columns j*m - lo + (0..alpha-1) all lie in [0, col_stop)
+    j_in = min(max(0, -(-lo // m)), t_last)
+    j_out = max(j_in, min(t_last, (col_stop + lo - alpha) // m + 1))
     n_blocks = -(-(u1 - u0) // block)
     for it in numba.prange(channels * n_blocks):
         c = it // n_blocks
         b0 = (it - c * n_blocks) * block
         b1 = min(b0 + block, u1 - u0)
         size = (b1 - b0) * t_last
-        row = np.zeros(width, dtype=v.dtype)  # stays zero outside [w_lo, w_hi)
-        tile = np.zeros((kk, alpha, size), dtype=v.dtype)
-        spare = np.empty((kk, alpha, size), dtype=v.dtype)
+        p0 = b0 * t_last
+        # last axis straight from x; into v itself in 1-D, else into scratch rows (k, nu)
+        scratch = np.empty((kk * alpha, size), dtype=v.dtype) if nd > 1 else v[c]
+        col0 = 0 if nd > 1 else p0
+        edge = np.zeros(6, dtype=v.dtype)
         for uu in range(b0, b1):
             n = (u0 + uu) // rows
             r = (u0 + uu) - n * rows
-            p = (uu - b0) * t_last
+            p = col0 + (uu - b0) * t_last
             for k in range(kk):
                 s = src_rows[r, k]
                 if s < 0:
+                    for nu in range(alpha):
+                        for j in range(t_last):
+                            scratch[k * alpha + nu, p + j] = zero
                     continue
-                for w in range(w_lo, w_hi):
-                    row[w] = x[n, c, s, w - lo]
+                xrow = x[n, c, s]
                 for j in range(t_last):
-                    for b in range(alpha):
-                        tile[k, b, p + j] = row[j * m + b]
-        for axis in range(nd - 1):  # leading axes, in place of the Kronecker product
-            _along_axis(True, m, one, tile, spare, alpha ** axis)
-            tile, spare = spare, tile
-        p0 = b0 * t_last
-        for k in range(kk):  # last axis, straight into v
-            _pass(True, m, one, tile[k], v[k * alpha:(k + 1) * alpha, c, p0:p0 + size])
+                    if j_in <= j < j_out:
+                        w = j * m - lo
+                        vals = _bt(m, one, (xrow[w], xrow[w + 1], xrow[w + 2], xrow[w + 3],
+                                            xrow[w + min(4, alpha - 1)], xrow[w + alpha - 1]))
+                    else:  # a tile reaching into the padding
+                        for b in range(alpha):
+                            w = j * m - lo + b
+                            edge[b] = xrow[w] if 0 <= w < col_stop else zero
+                        vals = _bt(m, one, (edge[0], edge[1], edge[2], edge[3], edge[4], edge[5]))
+                    _put(alpha, scratch, k * alpha, 1, p + j, vals)
+        if nd == 1:
+            continue
+        # leading axes; the last pass writes into v
+        spare = np.empty((kk * alpha, size), dtype=v.dtype)
+        for axis in range(nd - 1):
+            inner = alpha ** (nd - 1 - axis)
+            if axis == nd - 2:
+                _lead_pass(True, m, one, scratch, 0, v[c], p0, alpha ** axis, inner, size)
+            else:
+                _lead_pass(True, m, one, scratch, 0, spare, 0, alpha ** axis, inner, size)
+                scratch, spare = spare, scratch
 
 
 @numba.njit(parallel=True, cache=True)
 def output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y):  # pragma: no cover - compiled
-    """y[n, o, rows of units u0..u1] = inverse-transformed products prod (alpha^nd, O, tiles).
+    """y[n, o, rows of units u0..u1] = inverse-transformed products prod (O, alpha^nd, tiles).
 
     dst_rows (rows, m^(nd-1)) output row per leading output position (-1: beyond the output);
     y (N, O, R_out, W_out).
@@ -142,8 +167,8 @@ def output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y):  # pragma
     w_out = y.shape[3]
     rows, km = dst_rows.shape
     alpha = m + 2
-    kk = alpha ** (nd - 1)
     one = y.dtype.type(1)
+    j_full = min(t_last, w_out // m)  # tiles whose m outputs all lie in the output
     n_blocks = -(-(u1 - u0) // block)
     for it in numba.prange(channels * n_blocks):
         o = it // n_blocks
@@ -151,16 +176,18 @@ def output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y):  # pragma
         b1 = min(b0 + block, u1 - u0)
         size = (b1 - b0) * t_last
         p0 = b0 * t_last
-        out = np.empty((kk, m, size), dtype=y.dtype)
-        spare = np.empty((kk, m, size), dtype=y.dtype)
-        for k in range(kk):  # last axis, straight from prod: (alpha,)*(nd-1) + (m, size)
-            _pass(False, m, one, prod[k * alpha:(k + 1) * alpha, o, p0:p0 + size], out[k])
-        for axis in range(nd - 2, -1, -1):  # leading axes, innermost first: alpha -> m each
-            inner = m ** (nd - 1 - axis) * size
-            used = alpha ** (axis + 1) * inner
-            _along_axis(False, m, one, out.reshape(-1)[:used], spare.reshape(-1)[:used // alpha * m], alpha ** axis)
-            out, spare = spare, out
-        flat = out.reshape(-1)[:km * m * size].reshape((km, m, size))
+        # leading axes first, alpha -> m each, rows (m,)*axis + (alpha,)*(nd-axis)
+        src = prod[o]
+        col0 = p0
+        if nd > 1:
+            scratch = np.empty((m * alpha ** (nd - 1), size), dtype=y.dtype)
+            spare = np.empty((m * alpha ** (nd - 1), size), dtype=y.dtype)
+            for axis in range(nd - 1):
+                inner = alpha ** (nd - 1 - axis)
+                _lead_pass(False, m, one, src, col0, scratch, 0, m ** axis, inner, size)
+                src, col0 = scratch, 0
+                scratch, spare = spare, scratch
+        # last axis, tile by tile into the output rows
         for qq in range(km):
             for uu in range(b0, b1):
                 n = (u0 + uu) // rows
@@ -168,7 +195,16 @@ def output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y):  # pragma
                 d = dst_rows[r, qq]
                 if d < 0:
                     continue
-                p = (uu - b0) * t_last
+                yrow = y[n, o, d]
+                p = col0 + (uu - b0) * t_last
                 for j in range(t_last):
-                    for yy in range(min(m, w_out - j * m)):
-                        y[n, o, d, j * m + yy] = flat[qq, yy, p + j]
+                    vals = _at(m, one, _column(m, src, qq * alpha, 1, p + j))
+                    if j < j_full:
+                        yrow[j * m] = vals[0]
+                        yrow[j * m + 1] = vals[1]
+                        if m == 4:
+                            yrow[j * m + 2] = vals[2]
+                            yrow[j * m + 3] = vals[3]
+                    else:
+                        for yy in range(min(m, w_out - j * m)):
+                            yrow[j * m + yy] = vals[yy]

@@ -92,28 +92,30 @@ def relative_error_bound(found: Layout, dtype) -> float:
 
 def _kernel_spectra(w: np.ndarray, found: Layout) -> np.ndarray:
     """Transforms of the circular kernels, laid out for the products of :func:`_block`:
-    (G, Og, F) for one input channel-phase per group, else (G, F, Cg*phases, Og)."""
+    (G, Og, *F) for one input channel-phase per group, else (G, F, Cg*phases, Og)."""
     geom, nd = found.geom, found.geom.nd
     phases = [len(a.phases) for a in found.axes]
-    kernel = np.zeros((geom.out_channels, geom.in_per_group, *phases, *found.lengths), dtype=w.dtype)
+    # Axes transformed by matrix store only the positions holding taps; FFT axes the whole frame.
+    rows = [np.unique(a.kernel_positions()) if a.methods[1] == "matrix" else None for a in found.axes]
+    extent = [a.length if r is None else len(r) for a, r in zip(found.axes, rows)]
+    kernel = np.zeros((geom.out_channels, geom.in_per_group, *phases, *extent), dtype=w.dtype)
     phase_index, position = [], []
-    for a, axis in enumerate(found.axes):
+    for a, (axis, r) in enumerate(zip(found.axes, rows)):
         shape = [1] * nd
         shape[a] = -1
+        where = axis.kernel_positions()
         phase_index.append(np.asarray(axis.tap_phase).reshape(shape))
-        position.append(axis.kernel_positions().reshape(shape))
+        position.append((where if r is None else np.searchsorted(r, where)).reshape(shape))
     kernel[(slice(None), slice(None), *phase_index, *position)] = w
     spectra = kernel
     for a in reversed(range(nd)):
         axis = found.axes[a]
-        method = axis.methods[1]
-        rows = np.unique(axis.kernel_positions()) if method == "matrix" else None
-        spectra = _fft_backend.forward_axis(spectra, 2 + nd + a, axis.length, method,
-                                            not found.complex_ and a == nd - 1, rows)
+        spectra = _fft_backend.forward_axis(spectra, 2 + nd + a, axis.length, axis.methods[1],
+                                            not found.complex_ and a == nd - 1, rows[a])
     terms = geom.in_per_group * found.phase_count
-    spectra = spectra.reshape(geom.groups, geom.out_per_group, terms, -1)
     if terms == 1:
-        return spectra[:, :, 0]
+        return spectra.reshape(geom.groups, geom.out_per_group, *spectra.shape[2 + nd:])
+    spectra = spectra.reshape(geom.groups, geom.out_per_group, terms, -1)
     return np.ascontiguousarray(spectra.transpose(0, 3, 2, 1))
 
 
@@ -143,12 +145,13 @@ def _block(x: np.ndarray, spectra: np.ndarray, found: Layout, tile_ranges) -> np
         xs = _fft_backend.forward_axis(xs, 2 + 2 * nd + a, axis.length, axis.methods[0],
                                        not found.complex_ and a == nd - 1)
     tile_shape, freq_shape = xs.shape[2 + nd:2 + 2 * nd], xs.shape[2 + 2 * nd:]
-    t, f = math.prod(tile_shape), math.prod(freq_shape)
-    xs = xs.reshape(n, geom.groups, -1, t, f)
-    if spectra.ndim == 3:  # depthwise-like: a broadcast product, no sum (in place when 1:1)
-        ys = np.multiply(xs, spectra[:, :, None, :], out=xs if spectra.shape[1] == 1 else None)
-    else:
-        xm = xs.transpose(1, 4, 0, 3, 2).reshape(geom.groups, f, n * t, xs.shape[2])
+    if geom.in_per_group * found.phase_count == 1:  # depthwise-like: a broadcast product, no sum (in place when 1:1)
+        xs = xs[(slice(None), slice(None), None, *(0,) * nd)]  # (n, G, 1, *T, *F), any strides
+        ys = np.multiply(xs, spectra[(slice(None), slice(None), *(None,) * nd)],
+                         out=xs if geom.out_per_group == 1 else None)
+    else:  # per frequency and group: (n*tiles, Cg*phases) @ (Cg*phases, Og)
+        t, f = math.prod(tile_shape), math.prod(freq_shape)
+        xm = xs.reshape(n, geom.groups, -1, t, f).transpose(1, 4, 0, 3, 2).reshape(geom.groups, f, n * t, -1)
         ys = np.matmul(xm, spectra).reshape(geom.groups, f, n, t, -1).transpose(2, 0, 4, 3, 1)
     out = ys.reshape(n, geom.out_channels, *tile_shape, *freq_shape)
     for a, axis in enumerate(found.axes):  # the complex-to-real axis goes last

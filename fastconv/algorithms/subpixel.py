@@ -1,0 +1,116 @@
+"""Transposed convolution by sub-pixel decomposition: no multiplications by inserted zeros.
+
+A transposed convolution with stride ``s`` writes output position ``q*s + r`` from the taps
+``k`` with ``k*d = m*s + r``: for each phase ``r`` it is a stride-1 "full" convolution of its
+input with the phase's sub-kernel. Stacking the ``prod(s)`` phases' sub-kernels as output
+channels (zero where a phase lacks a tap, e.g. a 3-tap kernel at stride 2) makes all phases
+one stride-1 forward convolution with ``C_out * prod(s)`` output channels, computed by one
+GEMM per tile over the im2col of the input (no im2col at all when every phase has one tap:
+``kernel == stride``, the U-Net upsampling layers, is a single matmul). The phase results are
+then interleaved into the output ("pixel shuffle") by the compiled col2im of a convolution
+with kernel = stride, whose windows never overlap; padding and output_padding crop there.
+
+Only ``input_grad`` is native (a transposed convolution is the input gradient of the forward
+geometry it is given); forward passes belong to the other algorithms.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from .._geometry import ConvGeometry
+from ._base import Algorithm
+from ._layout import Scratch, spatial3d
+from .gemm import _gather_samples, _tiles, packed_tiles
+
+
+class Subpixel(Algorithm):
+    name = "subpixel"
+    native_ops = ("input_grad",)
+
+    def supports(self, geom, dtype, op):
+        if op != "input_grad":
+            return "subpixel: only transposed convolution (input_grad) is native"
+        if geom.nd > 3:
+            return f"subpixel: {geom.nd} spatial dimensions; the compiled shuffle handles 1 to 3"
+        if all(s == 1 for s in geom.stride):
+            return "subpixel: stride 1 has a single phase (gemm via forward computes the same)"
+        return None
+
+    def cost(self, geom, dtype, op):
+        from .._cost_model import gemm_seconds
+        phases = _phases(geom)
+        if phases is None:
+            return 0.0
+        sub, _ = phases
+        packed = 0 if sub.is_pointwise else sub.batch * math.prod(sub.out_size) * sub.in_channels * sub.kernel_volume
+        shuffled = sub.batch * math.prod(sub.out_size) * sub.out_channels
+        return gemm_seconds(sub.macs, sub.out_per_group, sub.in_per_group * sub.kernel_volume, math.prod(sub.out_size),
+                            packed + shuffled, np.dtype(dtype).itemsize)
+
+    def input_grad(self, dy, w, geom):
+        from ._gemm_kernels import col2im_add
+        phases = _phases(geom)
+        if phases is None:  # no input reaches the output window: it is all padding
+            return np.zeros(geom.input_shape, dtype=dy.dtype)
+        sub, shuffle = phases
+        s3 = spatial3d(shuffle)
+        dx = np.zeros((geom.batch, geom.in_channels, *s3.in_size), dtype=dy.dtype)
+        w_phase = _phase_weight(w, geom, sub)
+        scratch = Scratch(dy.dtype)
+        if sub.is_pointwise:
+            dyf = dy.reshape(sub.batch, sub.groups, sub.in_per_group, -1)
+            tiles = ((t, _gather_samples(dyf, t)) for t in _tiles(sub, dy.dtype, sub.out_channels + sub.in_channels))
+        else:
+            tiles = packed_tiles(dy, sub, sub.out_channels, scratch)
+        for tile, cols in tiles:
+            phase_out = scratch.get("phase_out", (sub.groups, sub.out_per_group, tile.nt * tile.lt))
+            np.matmul(w_phase, cols, out=phase_out)
+            col2im_add(phase_out.reshape(-1, tile.nt, tile.lt), dx, tile.n0, tile.l0, *s3[1:])
+        return dx.reshape(geom.input_shape)
+
+
+def _phases(geom: ConvGeometry) -> tuple[ConvGeometry, ConvGeometry] | None:
+    """The stride-1 forward convolution of the transposed input that yields every phase, and the
+    kernel=stride geometry whose col2im interleaves the phases into the transposed output.
+
+    Per dimension, tap ``k`` feeds phase ``r = k*d % s`` at offset ``m = k*d // s``; the phases
+    span ``M = d*(k-1)//s + 1`` offsets. Phase row ``q`` (output ``q*s + r``, ``lo`` into the
+    padded output) is needed for ``q0 <= q < q1``. None when no phase row is.
+    """
+    spans, sub_pad, shuffle_pad = [], [], []
+    for n, j, k, s, d, (lo, _) in zip(geom.in_size, geom.out_size, geom.kernel, geom.stride, geom.dilation,
+                                      geom.padding):
+        span = d * (k - 1) // s + 1
+        q0 = max(0, lo // s)
+        q1 = min(j + span - 1, -(-(lo + n) // s))
+        if q1 <= q0:
+            return None
+        spans.append(span)
+        sub_pad.append((span - 1 - q0, q1 - j))  # rows q0 .. q1 of the full correlation
+        shuffle_pad.append((lo - q0 * s, q1 * s - n - lo))  # phase row q lands at q*s + r - lo
+    phases = math.prod(geom.stride)
+    sub = ConvGeometry(geom.batch, geom.out_channels, geom.in_channels * phases, geom.groups, geom.out_size,
+                       tuple(spans), (1,) * geom.nd, (1,) * geom.nd, tuple(sub_pad))
+    shuffle = ConvGeometry(geom.batch, geom.in_channels, geom.in_channels * phases, 1, geom.in_size,
+                           geom.stride, geom.stride, (1,) * geom.nd, tuple(shuffle_pad))
+    return sub, shuffle
+
+
+def _phase_weight(w: np.ndarray, geom: ConvGeometry, sub: ConvGeometry) -> np.ndarray:
+    """(O, Cg, *k) -> (G, Cg*prod(s), Og*prod(M)): per group, rows (channel, phase) and columns
+    (channel of the transposed input, flipped offset) of the stacked phase sub-kernels.
+
+    Built transposed, so that each tap is a plain copy of a (G, Og, Cg) slice of the weight."""
+    g, og, cg = geom.groups, geom.out_per_group, geom.in_per_group
+    w_taps = np.moveaxis(w.reshape(g, og, cg, -1), -1, 0)  # (K, G, Og, Cg)
+    out = np.zeros((g, og, *sub.kernel, cg, *geom.stride), dtype=w.dtype)
+    for t, tap in enumerate(itertools.product(*(range(k) for k in geom.kernel))):
+        reach = [k * d for k, d in zip(tap, geom.dilation)]
+        phase = tuple(r % s for r, s in zip(reach, geom.stride))
+        offset = tuple(m - 1 - r // s for r, s, m in zip(reach, geom.stride, sub.kernel))
+        out[(slice(None), slice(None), *offset, slice(None), *phase)] = w_taps[t]
+    return np.swapaxes(out.reshape(g, sub.in_per_group * sub.kernel_volume, sub.out_per_group), 1, 2)
