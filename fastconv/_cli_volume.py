@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name}", type=_param, default=default, help=f"as conv3d (default {default})")
     parser.add_argument("--groups", type=int, default=1, help="for a .npy weight (default 1)")
     parser.add_argument("--chunks", type=int, default=None,
-                        help="edge of the cubic blocks one task convolves (default: the input's zarr chunks)")
+                        help="edge of the cubic result blocks, one task each (default: the input's zarr chunks)")
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (default: a local "
                                                            "cluster of --workers processes)")
     parser.add_argument("--workers", type=int, default=2)
@@ -72,9 +72,10 @@ def convolve_volume(client, input_path: str, output_path: str, weight: np.ndarra
     source = zarr.open_array(input_path, mode="r")
     if source.ndim not in (3, 4):
         raise ValueError(f"fastconv volume: {input_path} has shape {source.shape}; expected (D, H, W) or (C, D, H, W)")
-    # by default a result block reads about one stored chunk plus its halo
-    size = chunks or tuple(-(-c // s) for c, s in zip(source.chunks[-3:], _triple(stride)))
-    y = conv_store(source, weight, stride=stride, padding=padding, dilation=dilation, groups=groups, chunks=size)
+    # the result is chunked like the input; each block reads its window (a stored chunk per stride^3, plus
+    # the halo), so larger blocks re-read proportionally less of their neighbours' chunks
+    y = conv_store(source, weight, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                   chunks=chunks or source.chunks[-3:])
     if source.ndim == 3 and y.shape[0] == 1:
         y = y[0]
     pids = client.run(os.getpid)
@@ -89,10 +90,6 @@ def convolve_volume(client, input_path: str, output_path: str, weight: np.ndarra
         "output_bytes": y.nbytes, "seconds": seconds, "peak_worker_bytes": client.run(_peak_rss),
         "workers_restarted": client.run(os.getpid) != pids,
     }
-
-
-def _triple(value) -> tuple[int, int, int]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * 3
 
 
 def _peak_rss() -> int:

@@ -7,12 +7,16 @@ compares algorithms on the same call.
 
 #: einsum per tap, single-threaded, with temporaries: ~0.5 GMAC/s.
 REFERENCE_SECONDS_PER_MAC = 2e-9
-#: BLAS sgemm on both cores at large sizes: ~50 GMAC/s on mid-size layers.
+# ---- gemm and subpixel (algorithms/gemm.py Gemm.cost, algorithms/subpixel.py) ---------------
+# Fitted on 86 (layer, op) timings of gemm and subpixel (suite layers without depthwise/grouped
+# ones, plus 9 variants; float32, one thread, CPU time, best of 3, on the loaded reference
+# machine): estimate/measured has a geometric mean of 1.0 and a spread (std of log) of 0.15.
+#: BLAS sgemm multiply-add at large sizes (OpenBLAS, SkylakeX kernels): ~50 GMAC/s.
 GEMM_SECONDS_PER_MAC = 2e-11
-#: Building im2col columns (compiled, rows in parallel): ~4 GB/s written.
-GEMM_SECONDS_PER_COLUMN_BYTE = 2.5e-10
-#: Matrix sizes at which BLAS runs at half its peak rate, per dimension (M, K, N).
-GEMM_HALF_RATE_SIZES = (16, 16, 16)
+#: Per byte packed (im2col), scattered (col2im, pixel shuffle) or transposed by the compiled kernels.
+GEMM_SECONDS_PER_COLUMN_BYTE = 3e-10
+#: Matrix sizes (M, K, N) at which BLAS runs at half its peak rate: the slowdown is 1 + 24/m + 24/k + 24/n.
+GEMM_HALF_RATE_SIZES = (24, 24, 24)
 
 
 def gemm_seconds(macs: int, m: int, k: int, n: int, column_elements: int, itemsize: int) -> float:

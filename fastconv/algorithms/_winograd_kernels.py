@@ -3,8 +3,8 @@
 Both walk *tile rows*: unit ``u = n * rows + r`` is tile row ``r`` (a flat index over the
 leading spatial dimensions, see ``_winograd_transforms.row_tables``) of sample ``n``; a tile
 row holds ``t_last`` tiles along the last (contiguous) axis. Transform-domain arrays are
-``(channels, alpha^d, tiles)`` with tile ``p = (u - u0) * t_last + j``: per channel one
-contiguous slab, and per transform point a strided matrix the batched matmul takes as is.
+``(alpha^d, channels, tiles)`` with tile ``p = (u - u0) * t_last + j``: per transform point
+a contiguous (channels x tiles) matrix for the batched matmul between them.
 
 One parallel iteration handles one channel and a block of tile rows (a few hundred tiles).
 Along the last axis a tile's ``alpha`` inputs (or ``m`` outputs) are adjacent in memory, so
@@ -52,31 +52,32 @@ def _at(m, one, a):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _column(m, src, row, step, col):  # pragma: no cover - compiled
-    """src[row + b*step, col] for b < alpha, as a 6-tuple."""
-    a0, a1, a2, a3 = src[row, col], src[row + step, col], src[row + 2 * step, col], src[row + 3 * step, col]
+def _column(m, src, row, step, ch, col):  # pragma: no cover - compiled
+    """src[row + b*step, ch, col] for b < alpha, as a 6-tuple."""
+    a0, a1 = src[row, ch, col], src[row + step, ch, col]
+    a2, a3 = src[row + 2 * step, ch, col], src[row + 3 * step, ch, col]
     if m == 2:
         return a0, a1, a2, a3, a3, a3
-    return a0, a1, a2, a3, src[row + 4 * step, col], src[row + 5 * step, col]
+    return a0, a1, a2, a3, src[row + 4 * step, ch, col], src[row + 5 * step, ch, col]
 
 
 @numba.njit(inline="always")
-def _put(count, dst, row, step, col, vals):  # pragma: no cover - compiled
-    """dst[row + i*step, col] = vals[i] for i < count (2, 4 or 6)."""
-    dst[row, col] = vals[0]
-    dst[row + step, col] = vals[1]
+def _put(count, dst, row, step, ch, col, vals):  # pragma: no cover - compiled
+    """dst[row + i*step, ch, col] = vals[i] for i < count (2, 4 or 6)."""
+    dst[row, ch, col] = vals[0]
+    dst[row + step, ch, col] = vals[1]
     if count > 2:
-        dst[row + 2 * step, col] = vals[2]
-        dst[row + 3 * step, col] = vals[3]
+        dst[row + 2 * step, ch, col] = vals[2]
+        dst[row + 3 * step, ch, col] = vals[3]
     if count > 4:
-        dst[row + 4 * step, col] = vals[4]
-        dst[row + 5 * step, col] = vals[5]
+        dst[row + 4 * step, ch, col] = vals[4]
+        dst[row + 5 * step, ch, col] = vals[5]
 
 
 @numba.njit(inline="always")
-def _lead_pass(forward, m, one, src, s_col, dst, d_col, outer, inner, size):  # pragma: no cover
-    """Transform one leading axis of the tile rows of src (viewed (outer, alpha, inner) rows by
-    ``size`` tile columns from ``s_col``) into dst (rows (outer, alpha or m, inner), from ``d_col``)."""
+def _lead_pass(forward, m, one, src, s_ch, s_col, dst, d_ch, d_col, outer, inner, size):  # pragma: no cover
+    """Transform one leading axis of the tile rows of src[:, s_ch] (rows viewed (outer, alpha, inner),
+    ``size`` tile columns from ``s_col``) into dst[:, d_ch] (rows (outer, alpha or m, inner), from ``d_col``)."""
     alpha = m + 2
     n_out = alpha if forward else m
     for o in range(outer):
@@ -85,21 +86,31 @@ def _lead_pass(forward, m, one, src, s_col, dst, d_col, outer, inner, size):  # 
             d_row = o * n_out * inner + i
             if forward:
                 for q in range(size):
-                    vals = _bt(m, one, _column(m, src, s_row, inner, s_col + q))
-                    _put(alpha, dst, d_row, inner, d_col + q, vals)
+                    vals = _bt(m, one, _column(m, src, s_row, inner, s_ch, s_col + q))
+                    _put(alpha, dst, d_row, inner, d_ch, d_col + q, vals)
             else:
                 for q in range(size):
-                    vals = _at(m, one, _column(m, src, s_row, inner, s_col + q))
-                    _put(m, dst, d_row, inner, d_col + q, vals)
+                    vals = _at(m, one, _column(m, src, s_row, inner, s_ch, s_col + q))
+                    _put(m, dst, d_row, inner, d_ch, d_col + q, vals)
+
+
+@numba.njit(inline="always")
+def _edge_tile(m, one, xrow, w0, col_stop, edge, dst, row, ch, col):  # pragma: no cover - compiled
+    """One tile of a row whose columns w0 + (0..alpha-1) may leave [0, col_stop): zeros there."""
+    zero = one - one
+    for b in range(m + 2):
+        w = w0 + b
+        edge[b] = xrow[w] if 0 <= w < col_stop else zero
+    _put(m + 2, dst, row, 1, ch, col, _bt(m, one, (edge[0], edge[1], edge[2], edge[3], edge[4], edge[5])))
 
 
 @numba.njit(parallel=True, cache=True)
 def input_transform(x, src_rows, lo, col_stop, nd, m, t_last, u0, u1, block, v):  # pragma: no cover
-    """v[c, :, tiles of units u0..u1] = transformed input tiles of channel c.
+    """v[:, c, tiles of units u0..u1] = transformed input tiles of channel c.
 
     x (N, C, R_in, W_in); src_rows (rows, alpha^(nd-1)) input row per leading tile position
     (-1: zero); input column ``w - lo`` sits at tile-row column ``w``, valid below ``col_stop``;
-    v (C, alpha^nd, >= (u1-u0)*t_last); ``block`` tile rows per parallel iteration.
+    v (alpha^nd, C, >= (u1-u0)*t_last); ``block`` tile rows per parallel iteration.
     """
     channels = x.shape[1]
     rows, kk = src_rows.shape
@@ -116,9 +127,13 @@ def input_transform(x, src_rows, lo, col_stop, nd, m, t_last, u0, u1, block, v):
         b1 = min(b0 + block, u1 - u0)
         size = (b1 - b0) * t_last
         p0 = b0 * t_last
-        # last axis straight from x; into v itself in 1-D, else into scratch rows (k, nu)
-        scratch = np.empty((kk * alpha, size), dtype=v.dtype) if nd > 1 else v[c]
-        col0 = 0 if nd > 1 else p0
+        # last axis straight from x into rows (k, nu): of v itself in 1-D, else of a scratch
+        if nd > 1:
+            scratch = np.empty((kk * alpha, 1, size), dtype=v.dtype)
+            ch, col0 = 0, 0
+        else:
+            scratch = v
+            ch, col0 = c, p0
         edge = np.zeros(6, dtype=v.dtype)
         for uu in range(b0, b1):
             n = (u0 + uu) // rows
@@ -129,36 +144,34 @@ def input_transform(x, src_rows, lo, col_stop, nd, m, t_last, u0, u1, block, v):
                 if s < 0:
                     for nu in range(alpha):
                         for j in range(t_last):
-                            scratch[k * alpha + nu, p + j] = zero
+                            scratch[k * alpha + nu, ch, p + j] = zero
                     continue
                 xrow = x[n, c, s]
-                for j in range(t_last):
-                    if j_in <= j < j_out:
-                        w = j * m - lo
-                        vals = _bt(m, one, (xrow[w], xrow[w + 1], xrow[w + 2], xrow[w + 3],
-                                            xrow[w + min(4, alpha - 1)], xrow[w + alpha - 1]))
-                    else:  # a tile reaching into the padding
-                        for b in range(alpha):
-                            w = j * m - lo + b
-                            edge[b] = xrow[w] if 0 <= w < col_stop else zero
-                        vals = _bt(m, one, (edge[0], edge[1], edge[2], edge[3], edge[4], edge[5]))
-                    _put(alpha, scratch, k * alpha, 1, p + j, vals)
+                for j in range(j_in, j_out):  # interior tiles: no bounds to check
+                    w = j * m - lo
+                    vals = _bt(m, one, (xrow[w], xrow[w + 1], xrow[w + 2], xrow[w + 3],
+                                        xrow[w + min(4, alpha - 1)], xrow[w + alpha - 1]))
+                    _put(alpha, scratch, k * alpha, 1, ch, p + j, vals)
+                for j in range(j_in):  # tiles reaching into the padding
+                    _edge_tile(m, one, xrow, j * m - lo, col_stop, edge, scratch, k * alpha, ch, p + j)
+                for j in range(j_out, t_last):
+                    _edge_tile(m, one, xrow, j * m - lo, col_stop, edge, scratch, k * alpha, ch, p + j)
         if nd == 1:
             continue
         # leading axes; the last pass writes into v
-        spare = np.empty((kk * alpha, size), dtype=v.dtype)
+        spare = np.empty((kk * alpha, 1, size), dtype=v.dtype)
         for axis in range(nd - 1):
             inner = alpha ** (nd - 1 - axis)
             if axis == nd - 2:
-                _lead_pass(True, m, one, scratch, 0, v[c], p0, alpha ** axis, inner, size)
+                _lead_pass(True, m, one, scratch, 0, 0, v, c, p0, alpha ** axis, inner, size)
             else:
-                _lead_pass(True, m, one, scratch, 0, spare, 0, alpha ** axis, inner, size)
+                _lead_pass(True, m, one, scratch, 0, 0, spare, 0, 0, alpha ** axis, inner, size)
                 scratch, spare = spare, scratch
 
 
 @numba.njit(parallel=True, cache=True)
 def output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y):  # pragma: no cover - compiled
-    """y[n, o, rows of units u0..u1] = inverse-transformed products prod (O, alpha^nd, tiles).
+    """y[n, o, rows of units u0..u1] = inverse-transformed products prod (alpha^nd, O, tiles).
 
     dst_rows (rows, m^(nd-1)) output row per leading output position (-1: beyond the output);
     y (N, O, R_out, W_out).
@@ -177,15 +190,14 @@ def output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y):  # pragma
         size = (b1 - b0) * t_last
         p0 = b0 * t_last
         # leading axes first, alpha -> m each, rows (m,)*axis + (alpha,)*(nd-axis)
-        src = prod[o]
-        col0 = p0
+        src, ch, col0 = prod, o, p0
         if nd > 1:
-            scratch = np.empty((m * alpha ** (nd - 1), size), dtype=y.dtype)
-            spare = np.empty((m * alpha ** (nd - 1), size), dtype=y.dtype)
+            scratch = np.empty((m * alpha ** (nd - 1), 1, size), dtype=y.dtype)
+            spare = np.empty((m * alpha ** (nd - 1), 1, size), dtype=y.dtype)
             for axis in range(nd - 1):
                 inner = alpha ** (nd - 1 - axis)
-                _lead_pass(False, m, one, src, col0, scratch, 0, m ** axis, inner, size)
-                src, col0 = scratch, 0
+                _lead_pass(False, m, one, src, ch, col0, scratch, 0, 0, m ** axis, inner, size)
+                src, ch, col0 = scratch, 0, 0
                 scratch, spare = spare, scratch
         # last axis, tile by tile into the output rows
         for qq in range(km):
@@ -198,7 +210,7 @@ def output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y):  # pragma
                 yrow = y[n, o, d]
                 p = col0 + (uu - b0) * t_last
                 for j in range(t_last):
-                    vals = _at(m, one, _column(m, src, qq * alpha, 1, p + j))
+                    vals = _at(m, one, _column(m, src, qq * alpha, 1, ch, p + j))
                     if j < j_full:
                         yrow[j * m] = vals[0]
                         yrow[j * m + 1] = vals[1]

@@ -30,9 +30,14 @@ from .._geometry import ConvGeometry
 from ._base import Algorithm
 from ._layout import Scratch, Tile, as5d, input_planes, position_tiles, spatial3d
 
-#: Output channels per group from which the channel-rows forward is at least as fast as the
-#: channels-last one (it skips two transposes; BLAS is then efficient in either orientation).
-CHANNEL_ROWS_MIN_OUT = 256
+#: Columns per output channel (Cg*K / Og) from which the channels-last forward beats channel rows:
+#: BLAS gains on long thin products (same.5x5c32: 1.22x, unet3d.3x3x3c32: 1.12x, c3d: 1.07x on
+#: the reference machine), while below it the two transposes cost more (stem7x7s2: 0.8x,
+#: 3x3c64: 0.9x, wavenet k2: 0.56x).
+CHANNELS_LAST_MIN_DEPTH = 12
+#: Output positions per sample from which each sample of a multi-sample tile gets its own product
+#: written in place; below it one product over the tile and a scatter beat thin products.
+PER_SAMPLE_MIN_POSITIONS = 512
 #: Scratch per tile, below the workspace budget: buffers beyond ~32 MB are fresh mmaps whose page
 #: faults cost more than the extra calls of smaller tiles (same.5x5c32: 16 MiB tiles 1.3x faster
 #: than 256 MiB ones on the reference machine).
@@ -50,9 +55,23 @@ class Gemm(Algorithm):
 
     def cost(self, geom, dtype, op):
         from .._cost_model import gemm_seconds
-        pack = 0 if geom.is_pointwise else geom.batch * math.prod(geom.out_size) * _rows(geom)
-        return gemm_seconds(geom.macs, geom.out_per_group, geom.in_per_group * geom.kernel_volume,
-                            math.prod(geom.out_size), pack, np.dtype(dtype).itemsize)
+        per_sample, og, depth = math.prod(geom.out_size), geom.out_per_group, geom.in_per_group * geom.kernel_volume
+        positions = geom.batch * per_sample
+        # elements packed, scattered or transposed besides the product
+        if geom.is_pointwise:
+            moved = 0
+        elif op == "forward":
+            moved = positions * _rows(geom)
+            if _channels_last(geom):
+                moved += math.prod(geom.input_shape) + positions * geom.out_channels
+        elif op == "input_grad":
+            moved = positions * _rows(geom) + math.prod(geom.input_shape)
+        else:
+            moved = positions * (_rows(geom) + geom.out_channels)
+        # (m, k, n) of the product: the contraction is Cg*K, Og or the positions
+        shape = {"forward": (og, depth, per_sample), "input_grad": (depth, og, per_sample),
+                 "weight_grad": (depth, positions, og)}[op]
+        return gemm_seconds(geom.macs, *shape, moved, np.dtype(dtype).itemsize)
 
     def forward(self, x, w, geom):
         y = np.empty(geom.output_shape, dtype=x.dtype)
@@ -116,18 +135,18 @@ def packed_tiles(x: np.ndarray, geom: ConvGeometry, extra_rows: int = 0,
 
 
 def _channels_last(geom: ConvGeometry) -> bool:
-    """Whether the forward pass runs channels-last: BLAS is faster so for few output channels,
-    unless the columns are a mere subsample (1x1) or narrower than the output it must transpose."""
-    return (geom.kernel_volume > 1 and geom.out_per_group < CHANNEL_ROWS_MIN_OUT
-            and geom.in_per_group * geom.kernel_volume >= geom.out_per_group)
+    """Whether the forward pass runs channels-last (see CHANNELS_LAST_MIN_DEPTH)."""
+    return geom.kernel_volume > 1 and geom.in_per_group * geom.kernel_volume >= CHANNELS_LAST_MIN_DEPTH * geom.out_per_group
 
 
 def _forward_channel_rows(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: np.ndarray) -> None:
     wm = _weight_matrix(w, geom)
     yf = _flat(y, geom, geom.out_per_group)
     for tile, cols in packed_tiles(x, geom, geom.out_channels):
-        if tile.nt == 1:
-            np.matmul(wm, cols, out=yf[tile.n0, :, :, tile.l0:tile.l0 + tile.lt])
+        if tile.nt == 1 or tile.lt >= PER_SAMPLE_MIN_POSITIONS:
+            for i in range(tile.nt):
+                np.matmul(wm, cols[:, :, i * tile.lt:(i + 1) * tile.lt],
+                          out=yf[tile.n0 + i, :, :, tile.l0:tile.l0 + tile.lt])
         else:
             _scatter_samples(wm @ cols, yf, tile)
 

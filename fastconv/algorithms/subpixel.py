@@ -46,8 +46,9 @@ class Subpixel(Algorithm):
         if phases is None:
             return 0.0
         sub, _ = phases
-        packed = 0 if sub.is_pointwise else sub.batch * math.prod(sub.out_size) * sub.in_channels * sub.kernel_volume
-        shuffled = sub.batch * math.prod(sub.out_size) * sub.out_channels
+        positions = sub.batch * math.prod(sub.out_size)
+        packed = 0 if sub.is_pointwise else positions * sub.in_channels * sub.kernel_volume
+        shuffled = 2 * positions * sub.out_channels  # product written, then scattered into the output
         return gemm_seconds(sub.macs, sub.out_per_group, sub.in_per_group * sub.kernel_volume, math.prod(sub.out_size),
                             packed + shuffled, np.dtype(dtype).itemsize)
 
@@ -104,13 +105,15 @@ def _phase_weight(w: np.ndarray, geom: ConvGeometry, sub: ConvGeometry) -> np.nd
     """(O, Cg, *k) -> (G, Cg*prod(s), Og*prod(M)): per group, rows (channel, phase) and columns
     (channel of the transposed input, flipped offset) of the stacked phase sub-kernels.
 
-    Built transposed, so that each tap is a plain copy of a (G, Og, Cg) slice of the weight."""
-    g, og, cg = geom.groups, geom.out_per_group, geom.in_per_group
-    w_taps = np.moveaxis(w.reshape(g, og, cg, -1), -1, 0)  # (K, G, Og, Cg)
-    out = np.zeros((g, og, *sub.kernel, cg, *geom.stride), dtype=w.dtype)
-    for t, tap in enumerate(itertools.product(*(range(k) for k in geom.kernel))):
-        reach = [k * d for k, d in zip(tap, geom.dilation)]
-        phase = tuple(r % s for r, s in zip(reach, geom.stride))
-        offset = tuple(m - 1 - r // s for r, s, m in zip(reach, geom.stride, sub.kernel))
-        out[(slice(None), slice(None), *offset, slice(None), *phase)] = w_taps[t]
-    return np.swapaxes(out.reshape(g, sub.in_per_group * sub.kernel_volume, sub.out_per_group), 1, 2)
+    The kernel is dilated into a zero array of ``M*s`` taps per dimension, whose tap ``m*s + r``
+    is offset m of phase r: a reshape, a flip and one transposing copy."""
+    g, og, cg, nd = geom.groups, geom.out_per_group, geom.in_per_group, geom.nd
+    spread = np.zeros((g, og, cg, *(m * s for m, s in zip(sub.kernel, geom.stride))), dtype=w.dtype)
+    spread[(Ellipsis, *(slice(0, d * (k - 1) + 1, d) for k, d in zip(geom.kernel, geom.dilation)))] = \
+        w.reshape(g, og, cg, *geom.kernel)
+    split = spread.reshape(g, og, cg, *itertools.chain(*zip(sub.kernel, geom.stride)))
+    offsets, phases = tuple(range(3, 3 + 2 * nd, 2)), tuple(range(4, 4 + 2 * nd, 2))
+    flipped = np.flip(split, axis=offsets)
+    stacked = flipped.transpose(0, 1, *offsets, 2, *phases).reshape(g, sub.in_per_group * sub.kernel_volume,
+                                                                      sub.out_per_group)
+    return np.swapaxes(stacked, 1, 2)

@@ -109,9 +109,8 @@ class Winograd(Algorithm):
         step = max(1, budget // self._unit_bytes(geom, dtype))
         step = -(-units // -(-units // step))  # equal chunks
         points = alpha ** nd
-        # transform domain: per channel a contiguous (points, tiles) slab; per point a strided matrix
-        v = np.empty((geom.in_channels, points, step * t_last), dtype=dtype)
-        prod = np.empty((geom.out_channels, points, step * t_last), dtype=dtype)
+        v = np.empty((points, geom.in_channels, step * t_last), dtype=dtype)
+        prod = np.empty((points, geom.out_channels, step * t_last), dtype=dtype)
 
         x3 = x.reshape(geom.batch, geom.in_channels, -1, geom.in_size[-1])
         y = np.empty((geom.batch, geom.out_channels, math.prod(geom.out_size[:-1]), geom.out_size[-1]), dtype=dtype)
@@ -121,8 +120,8 @@ class Winograd(Algorithm):
             u1 = min(u0 + step, units)
             p = (u1 - u0) * t_last
             input_transform(x3, src_rows, lo, col_stop, nd, m, t_last, u0, u1, block, v)
-            vg = v[:, :, :p].transpose(1, 0, 2).reshape(points, geom.groups, geom.in_per_group, p)
-            pg = prod[:, :, :p].transpose(1, 0, 2).reshape(points, geom.groups, geom.out_per_group, p)
+            vg = v[:, :, :p].reshape(points, geom.groups, geom.in_per_group, p)
+            pg = prod[:, :, :p].reshape(points, geom.groups, geom.out_per_group, p)
             np.matmul(u, vg, out=pg)
             output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y)
         return y.reshape(geom.output_shape)
