@@ -93,7 +93,13 @@ def convolve_volume(client, input_path: str, output_path: str, weight: np.ndarra
 
 
 def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    """Peak resident bytes of this process since it started (Linux VmHWM; ru_maxrss would include
+    the parent's peak, inherited across the fork and exec that start a worker)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def run(args: argparse.Namespace) -> int:

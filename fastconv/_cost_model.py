@@ -26,18 +26,22 @@ def gemm_seconds(macs: int, m: int, k: int, n: int, column_elements: int, itemsi
     slowdown = 1 + m0 / m + k0 / k + n0 / n
     return macs * GEMM_SECONDS_PER_MAC * slowdown + column_elements * itemsize * GEMM_SECONDS_PER_COLUMN_BYTE
 
-# ---- fft (algorithms/fft.py, _fft_layout.transform_seconds) ---------------------------------
-# Fitted against GEMM_SECONDS_PER_MAC in the same process (benchmarks of tests' FFT layers,
-# medians), so the two stay comparable on a loaded machine.
-#: pocketfft (scipy.fft, workers=2) per point and log2(size) of a complex transform; real ones cost half.
+# ---- fft (algorithms/fft.py, _fft_layout) ------------------------------------------------
+# Fitted (non-negative least squares, ratio fft/matrix fixed at 5 from per-axis timings) to
+# single-threaded CPU times of FFT.forward on 15 geometries (depthwise 7..31, dense 3..15,
+# 1-D 80..256 taps, 3-D 7^3, a weight-gradient geometry), then scaled by the ratio of
+# gemm's estimate to its measured time on the dense ones (0.92), so both are in one unit.
+# Fit within 0.5-1.5x per case; crossovers vs gemm (dense 5x5, 1-D 256 taps) predicted.
+#: pocketfft per point x log2(length) of a complex 1-D transform; real ones count half.
 FFT_SECONDS_PER_POINT_LOG2 = 1.6e-9
-#: Complex multiply-add of a DFT done as a matrix product (BLAS cgemm).
+#: Complex multiply-add of a DFT done as a matrix product (BLAS); real ones count half.
 FFT_SECONDS_PER_DFT_MAC = 3.2e-10
-#: Per-frequency complex multiply-add of the channel contraction (batched small cgemm).
+#: Complex multiply-add of the per-frequency channel contraction (batched small cgemm).
 FFT_SECONDS_PER_COMPLEX_MAC = 1.4e-9
-#: Per element of every transform's input and spectrum: buffers, copies, products' memory traffic.
+#: Per element of every spectrum and input buffer: copies, zeroing, elementwise products.
 FFT_SECONDS_PER_ELEMENT = 1.4e-9
-#: relative_error_bound = eps/2 * (A * log2(transform volume) + B * sqrt(terms per frequency)).
+#: relative_error_bound = eps/2 * (A * log2(transform volume) + B * sqrt(terms per frequency));
+#: float32 measurements sit at 3.4-5.2 eps/2, at least 3x below it (fft.py docstring).
 FFT_ERROR_PER_LOG2_POINT = 1.0
 FFT_ERROR_PER_SQRT_TERM = 1.0
 

@@ -18,7 +18,7 @@ from fastconv.functional import conv3d  # noqa: E402
 
 MEMORY_LIMIT = 400 * 10**6  # the one worker's limit: all the memory the computation is given
 SHAPE = (512, 800, 1024)  # float32: 1.68 GB, over 4x the limit
-CHUNK = 96  # does not divide the shape: uneven edge chunks
+CHUNK = 64  # does not divide 800: uneven edge chunks
 
 
 def _write_volume(path) -> None:

@@ -176,10 +176,16 @@ def test_numpy_fft_fallback(monkeypatch):
     _fft_layout.layout.cache_clear()
     try:
         np.testing.assert_allclose(FFT.forward(x, w, geom), with_scipy, rtol=1e-5, atol=1e-5)
-        assert _fft_backend.next_fast_len(67, False) == 72  # 5-smooth
     finally:
         _fft_backend.next_fast_len.cache_clear()
         _fft_layout.layout.cache_clear()
+
+
+def test_next_fast_len_follows_scipy():
+    scipy_fft = pytest.importorskip("scipy.fft")
+    for real in (True, False):
+        assert [_fft_backend.next_fast_len(n, real) for n in range(1, 400)] == [
+            scipy_fft.next_fast_len(n, real=real) for n in range(1, 400)]
 
 
 def test_reasons_for_declining():

@@ -16,7 +16,7 @@ from fastconv import _config
 from fastconv import grad as fg
 from fastconv._errors import CallContext
 from fastconv._geometry import ConvGeometry
-from fastconv.algorithms import ALGORITHMS, gemm
+from fastconv.algorithms import ALGORITHMS, _gemm_parallel, gemm
 
 from torch_ref import t
 
@@ -68,6 +68,13 @@ def tiny_workspace():
     _config.workspace_bytes = saved
 
 
+@pytest.fixture(params=[1, 3], ids=["serial", "3-workers"])
+def workers(request, monkeypatch):
+    """Run tiles in the calling thread, or on three workers however small the call."""
+    monkeypatch.setattr(_gemm_parallel, "workers", lambda macs: request.param)
+    return request.param
+
+
 @pytest.fixture(params=["channels-last", "channel-rows"])
 def orientation(request, monkeypatch):
     """Run the forward pass in either orientation (normally chosen by the output width)."""
@@ -81,18 +88,18 @@ def test_matches_reference_float64(spec, orientation):
 
 
 @pytest.mark.parametrize("spec", GEOMETRIES)
-def test_tiled_matches_reference(spec, orientation, tiny_workspace):
+def test_tiled_matches_reference(spec, orientation, tiny_workspace, workers):
     _assert_ops_match_reference(_geometry(*spec), np.float64, 1e-12)
 
 
 @pytest.mark.parametrize("spec", GEOMETRIES[2:6])
 @pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
-def test_complex_matches_reference(spec, dtype):
+def test_complex_matches_reference(spec, dtype, workers):
     _assert_ops_match_reference(_geometry(*spec), dtype, 1e-12 if dtype == np.complex128 else 1e-5)
 
 
 @pytest.mark.parametrize("padding", [((-1, 2), (0, -2)), ((3, -1), (-2, 1))])
-def test_cropping_padding_of_derived_geometries(padding, orientation, tiny_workspace):
+def test_cropping_padding_of_derived_geometries(padding, orientation, tiny_workspace, workers):
     """Negative padding (crop), as the adjoint geometries of gradients produce it."""
     geom = ConvGeometry(2, 4, 6, 2, (9, 10), (3, 2), (2, 1), (1, 2), padding)
     _assert_ops_match_reference(geom, np.float64, 1e-12)

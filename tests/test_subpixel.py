@@ -13,7 +13,7 @@ import fastconv
 from fastconv import _config
 from fastconv._errors import CallContext
 from fastconv._geometry import ConvGeometry
-from fastconv.algorithms import ALGORITHMS
+from fastconv.algorithms import ALGORITHMS, _gemm_parallel
 
 from torch_ref import t
 
@@ -47,9 +47,17 @@ def tiny_workspace():
     _config.workspace_bytes = saved
 
 
+@pytest.fixture(params=[1, 3], ids=["serial", "3-workers"])
+def workers(request, monkeypatch):
+    """Run tiles in the calling thread, or on three workers however small the call."""
+    monkeypatch.setattr(_gemm_parallel, "workers", lambda macs: request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("workspace", ["default", "tiny"])
 @pytest.mark.parametrize("xs, ws, stride, padding, output_padding, dilation, groups", TRANSPOSED)
-def test_matches_torch_float64(xs, ws, stride, padding, output_padding, dilation, groups, workspace, request):
+def test_matches_torch_float64(xs, ws, stride, padding, output_padding, dilation, groups, workspace, workers,
+                               request):
     if workspace == "tiny":
         request.getfixturevalue("tiny_workspace")
     nd = len(ws) - 2
@@ -64,7 +72,7 @@ def test_matches_torch_float64(xs, ws, stride, padding, output_padding, dilation
 
 
 @pytest.mark.parametrize("padding", [((-2, 1), (3, -1)), ((0, -3), (-1, 4))])
-def test_cropping_geometries_match_reference(padding, tiny_workspace):
+def test_cropping_geometries_match_reference(padding, tiny_workspace, workers):
     """Negative and uneven padding, as derived geometries produce them (including a crop wider than
     a phase row, and padding wider than the kernel's reach)."""
     geom = ConvGeometry(2, 4, 6, 2, (11, 9), (3, 4), (2, 3), (2, 1), padding)

@@ -363,11 +363,12 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
 
 @numba.njit(parallel=True, cache=True)
 def weight_grad(x, in_size, channels, dy, out_size, out_channels, offs, count, lo, stride, q, rows, chunk, groups,
-                oblock, splits):
-    """dw (O, T4) float64 = sum over the batch of dot products of dy with the shifted packed x.
+                oblock, partial):
+    """partial[s] (O, T4) float64, zeroed = dot products of dy with the shifted packed x over
+    slice s of the batch; their sum is the weight gradient by (input channel of the group, tap).
 
-    Jobs are (group, block of ``oblock`` outputs, slice of the batch); each slice sums into its
-    own partial result, added up at the end.
+    Jobs are (group, block of ``oblock`` outputs, slice of the batch). (Arrays come in allocated:
+    numba would turn allocation and sums here into parallel loops of their own.)
     """
     cg = channels // groups
     og = out_channels // groups
@@ -383,7 +384,7 @@ def weight_grad(x, in_size, channels, dy, out_size, out_channels, offs, count, l
     longest = max((rows - 1) * qw + ow_, chunk) if cchunks == 1 else chunk
     batch = x.size // (channels * plane_in)
     width = offs.shape[0]
-    partial = np.zeros((splits, out_channels, width), np.float64)
+    splits = partial.shape[0]
     for job in prange(groups * nob * splits):
         split = job % splits
         jb = (job // splits) % nob
@@ -411,7 +412,3 @@ def weight_grad(x, in_size, channels, dy, out_size, out_channels, offs, count, l
                     _load(dy, (n * out_channels + o) * plane_out + ybase, ow_, nr, nc, gy, 0, qw)
                     _dots1(out, o, gy, length, xs, base, offs, count)
                     o += 1
-    dw = partial[0]
-    for s in range(1, splits):
-        dw += partial[s]
-    return dw

@@ -38,13 +38,13 @@ def _workers() -> dict:
 
 @functools.lru_cache(maxsize=4096)
 def next_fast_len(n: int, real: bool) -> int:
-    """The smallest length >= n the FFT library transforms quickly (5-smooth without SciPy)."""
-    module = _module()
-    if module is not np.fft:
-        return module.next_fast_len(n, real=real)
+    """The smallest length >= n whose prime factors pocketfft (SciPy's and NumPy's) handles
+    with fast passes: 2, 3, 5 for real transforms, also 7 and 11 for complex ones (the rule
+    of ``scipy.fft.next_fast_len``, computed here so that planning never imports SciPy)."""
+    primes = (2, 3, 5) if real else (2, 3, 5, 7, 11)
     while True:
         m = n
-        for p in (2, 3, 5):
+        for p in primes:
             while m % p == 0:
                 m //= p
         if m == 1:

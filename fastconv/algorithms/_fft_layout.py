@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -100,11 +100,12 @@ def axis_geometry(geom: ConvGeometry, axis: int) -> tuple[tuple[int, ...], tuple
     return tuple(qt % s for qt in q), tuple(v), min(v), max(v) - min(v)
 
 
-def _axis(geom: ConvGeometry, axis: int, length: int) -> AxisLayout:
+def _axis(geom: ConvGeometry, axis: int) -> AxisLayout:
+    """The axis with its phases and taps; the transform length is chosen later (``replace``)."""
     rho, v, vmin, span = axis_geometry(geom, axis)
     phases = tuple(sorted(set(rho)))
     return AxisLayout(geom.in_size[axis], geom.stride[axis], phases, tuple(phases.index(r) for r in rho),
-                      tuple(vt - vmin for vt in v), vmin, span, geom.out_size[axis], length)
+                      tuple(vt - vmin for vt in v), vmin, span, geom.out_size[axis], span + 1)
 
 
 @dataclass(frozen=True)
@@ -178,13 +179,18 @@ def _line_work(samples: int, length: int, outputs: int, real: bool, method: str)
     return work * (0.5 if real else 1.0)
 
 
+def _samples(axes) -> tuple[list[int], list[int]]:
+    """Per axis, the samples one input tile stores and the distinct kernel positions."""
+    return ([a.stored(0, 1) if a.tiles == 1 else a.length for a in axes],
+            [len(set(a.tap_offset)) for a in axes])  # offsets < length: distinct positions
+
+
 def work(geom: ConvGeometry, axes, complex_: bool) -> dict[str, float]:
     """The work of one call by kind, in the units of ``_cost_model``'s FFT constants."""
     nd, lengths = geom.nd, [a.length for a in axes]
     freqs = _spectrum(lengths, complex_)
     tiles, phases = math.prod(a.tiles for a in axes), math.prod(len(a.phases) for a in axes)
-    stored = [a.stored(0, 1) if a.tiles == 1 else a.length for a in axes]
-    taps = [len(set(a.kernel_positions().tolist())) for a in axes]
+    stored, taps = _samples(axes)
     kept = [a.block for a in axes]
     in_lines = geom.batch * tiles * geom.in_channels * phases
     kernel_lines = geom.out_channels * geom.in_per_group * phases
@@ -210,19 +216,18 @@ def _seconds(total: dict[str, float]) -> float:
             + total["products"] * cm.FFT_SECONDS_PER_COMPLEX_MAC + total["elements"] * cm.FFT_SECONDS_PER_ELEMENT)
 
 
-def _plan_axes(geom: ConvGeometry, lengths, complex_: bool):
+def _plan_axes(geom: ConvGeometry, base: list[AxisLayout], lengths, complex_: bool):
     """(estimated seconds, per-axis layouts with their cheapest methods) for these lengths."""
-    axes = [_axis(geom, a, n) for a, n in enumerate(lengths)]
+    axes = [replace(b, length=n) for b, n in zip(base, lengths)]
     freqs = _spectrum(lengths, complex_)
-    stored = [a.stored(0, 1) if a.tiles == 1 else a.length for a in axes]
-    taps = [len(set(a.kernel_positions().tolist())) for a in axes]
+    stored, taps = _samples(axes)
     chosen = []
     for a, axis in enumerate(axes):
         real = not complex_ and a == geom.nd - 1
         fast = _fft_backend.next_fast_len(lengths[a], not complex_) == lengths[a]
         methods = tuple(_line_seconds(samples, lengths[a], outputs, real, fast)[1]
                         for samples, outputs in ((stored[a], freqs[a]), (taps[a], freqs[a]), (freqs[a], axis.block)))
-        chosen.append(AxisLayout(**{**axis.__dict__, "methods": methods}))
+        chosen.append(replace(axis, methods=methods))
     return _seconds(work(geom, chosen, complex_)), tuple(chosen)
 
 
@@ -242,24 +247,40 @@ def _candidates(out: int, span: int, good_length) -> list[int]:
 
 @functools.lru_cache(maxsize=1024)
 def layout(geom: ConvGeometry, dtype: np.dtype, budget: int) -> Layout | str:
-    """The cheapest tiling whose workspace fits ``budget`` bytes, or the reason none does."""
+    """The cheapest tiling whose workspace fits ``budget`` bytes, or the reason none does.
+
+    Coordinate descent over each axis's candidate lengths (a full search of their product
+    takes seconds in 3-D), from the largest lengths, or the smallest when those do not fit.
+    """
     complex_ = np.dtype(dtype).kind == "c"
     itemsize = np.dtype(dtype).itemsize // (2 if complex_ else 1)
-    per_axis = [axis_geometry(geom, a) for a in range(geom.nd)]
-    phases = math.prod(len(set(rho)) for rho, *_ in per_axis)
+    base = [_axis(geom, a) for a in range(geom.nd)]
+    phases = math.prod(len(a.phases) for a in base)
     good = functools.partial(_fft_backend.next_fast_len, real=not complex_)
-    best, smallest = None, math.inf
-    for lengths in itertools.product(*(_candidates(o, span, good) for o, (*_, span) in zip(geom.out_size, per_axis))):
-        fixed, per_tile = _bytes(geom, lengths, phases, complex_, itemsize)
-        smallest = min(smallest, fixed + per_tile)
-        if fixed + per_tile > budget:
-            continue
-        seconds, axes = _plan_axes(geom, lengths, complex_)
-        if best is None or seconds < best[0]:
-            best = (seconds, axes, fixed, per_tile)
-    if best is None:
+    candidates = [_candidates(a.out, a.span, good) for a in base]
+    costs: dict[tuple[int, ...], tuple] = {}
+
+    def evaluate(lengths):
+        if lengths not in costs:
+            fixed, per_tile = _bytes(geom, lengths, phases, complex_, itemsize)
+            fits = fixed + per_tile <= budget
+            costs[lengths] = (*(_plan_axes(geom, base, lengths, complex_) if fits else (math.inf, None)),
+                              fixed, per_tile)
+        return costs[lengths][0]
+
+    current = tuple(c[-1] for c in candidates)
+    if evaluate(current) == math.inf:
+        current = tuple(c[0] for c in candidates)
+    for _ in range(3):
+        previous = current
+        for a, options in enumerate(candidates):
+            current = min((current[:a] + (n,) + current[a + 1:] for n in options), key=evaluate)
+        if current == previous:
+            break
+    seconds, axes, fixed, per_tile = costs[current]
+    if axes is None:
+        smallest = min(f + t for *_, f, t in costs.values())
         return (f"fft: the kernel spectra and one tile need {smallest / 2**20:.3g} MiB, over the "
                 f"workspace budget of {budget / 2**20:.3g} MiB (fastconv.set_workspace_limit)")
-    seconds, axes, fixed, per_tile = best
     chunk = _chunk((geom.batch, *(a.tiles for a in axes)), (budget - fixed) // per_tile)
     return Layout(geom, complex_, axes, chunk, seconds)

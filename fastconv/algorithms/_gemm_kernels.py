@@ -11,13 +11,14 @@ The inner loops index flat arrays with unsigned offsets: numba's negative-index 
 signed indices (and reference counting on array views) would otherwise stop vectorisation
 and cost several times the copy itself.
 
-Imported lazily (numba is slow to import); compiled once per dtype and cached on disk.
+The kernels are serial and release the GIL: the GEMM algorithms run whole tiles on several
+threads at once (see ``_gemm_parallel``). Imported lazily (numba is slow to import); compiled
+once per dtype and cached on disk.
 """
 
 from __future__ import annotations
 
 import numba
-from numba import prange
 
 _u = numba.uint64
 
@@ -86,7 +87,7 @@ def _line_run(line_d, line_h, ow0, remaining, off_d, off_h, w_first, w_stop, str
     return run, a, b, idd * in_size[1] + ih
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(nogil=True, cache=True)
 def im2col(x, cols, n0, l0, ksize, stride, dilation, lo, out_size):
     """Fill ``cols[(c, tap), i, j]`` with the input that kernel tap ``tap`` of channel ``c`` meets at
     output position ``l0 + j`` of sample ``n0 + i`` (zero where it falls in the padding).
@@ -103,7 +104,7 @@ def im2col(x, cols, n0, l0, ksize, stride, dilation, lo, out_size):
     out_h, out_w = out_size[1], out_size[2]
     sw = stride[2]
     first_line = l0 // out_w
-    for row in prange(rows):
+    for row in range(rows):
         c = row // taps
         off_d, off_h, off_w = _tap_offsets(row - c * taps, ksize, dilation, lo)
         w_first, w_stop = _valid_range(off_w, sw, size_w, out_w)
@@ -129,48 +130,51 @@ def im2col(x, cols, n0, l0, ksize, stride, dilation, lo, out_size):
                     line_d += 1
 
 
-@numba.njit(parallel=True, cache=True)
-def col2im_add(cols, dx, n0, l0, ksize, stride, dilation, lo, out_size):
-    """Adjoint of :func:`im2col`: ``dx[n0 + i, c, ...] += cols[(c, tap), i, j]`` at the input position
-    tap ``tap`` of output position ``l0 + j`` reads (entries falling in the padding are dropped).
+@numba.njit(nogil=True, cache=True)
+def col2im_add(cols, dx, c0, part, n0, l0, ksize, stride, dilation, lo, out_size):
+    """Adjoint of :func:`im2col` for channels ``c0 .. c0+part`` of every group: ``dx[n0 + i, c, ...] +=
+    cols[(g, j, tap), i, j]`` (channel ``c = g*(C/G) + c0 + j``) at the input position tap ``tap`` of
+    output position ``l0 + j`` reads; entries falling in the padding are dropped. dx C-contiguous.
 
-    Parallel over channels, so no two threads write the same element. dx C-contiguous.
+    Threads that own different channels never write the same element.
     """
     rows, nt, lt = cols.shape
-    channels = dx.shape[1]
+    taps = ksize[0] * ksize[1] * ksize[2]
+    per_group = dx.shape[1] * part * taps // rows  # channels per group of dx
     in_size = (dx.shape[2], dx.shape[3])
     size_w = dx.shape[4]
     plane = in_size[0] * in_size[1] * size_w
     xf, cf = dx.reshape(-1), cols.reshape(-1)
-    taps = rows // channels
     out_h, out_w = out_size[1], out_size[2]
     sw = stride[2]
     first_line = l0 // out_w
-    for c in prange(channels):
-        for tap in range(taps):
-            row = c * taps + tap
-            off_d, off_h, off_w = _tap_offsets(tap, ksize, dilation, lo)
-            w_first, w_stop = _valid_range(off_w, sw, size_w, out_w)
-            for i in range(nt):
-                dst0 = ((n0 + i) * channels + c) * plane + off_w
-                src0 = (row * nt + i) * lt
-                line_d, line_h = first_line // out_h, first_line % out_h
-                ow0 = l0 - first_line * out_w
-                j = 0
-                while j < lt:
-                    run, a, b, in_line = _line_run(line_d, line_h, ow0, lt - j, off_d, off_h, w_first, w_stop,
-                                                   stride, in_size, out_w)
-                    if b > a:
-                        _scatter_add(xf, dst0 + in_line * size_w + a * sw, sw, cf, src0 + j - ow0 + a, b - a)
-                    j += run
-                    ow0 = 0
-                    line_h += 1
-                    if line_h == out_h:
-                        line_h = 0
-                        line_d += 1
+    for row in range(rows):
+        gj = row // taps
+        tap = row - gj * taps
+        g = gj // part
+        c = g * per_group + c0 + gj - g * part
+        off_d, off_h, off_w = _tap_offsets(tap, ksize, dilation, lo)
+        w_first, w_stop = _valid_range(off_w, sw, size_w, out_w)
+        for i in range(nt):
+            dst0 = ((n0 + i) * dx.shape[1] + c) * plane + off_w
+            src0 = (row * nt + i) * lt
+            line_d, line_h = first_line // out_h, first_line % out_h
+            ow0 = l0 - first_line * out_w
+            j = 0
+            while j < lt:
+                run, a, b, in_line = _line_run(line_d, line_h, ow0, lt - j, off_d, off_h, w_first, w_stop,
+                                               stride, in_size, out_w)
+                if b > a:
+                    _scatter_add(xf, dst0 + in_line * size_w + a * sw, sw, cf, src0 + j - ow0 + a, b - a)
+                j += run
+                ow0 = 0
+                line_h += 1
+                if line_h == out_h:
+                    line_h = 0
+                    line_d += 1
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(nogil=True, cache=True)
 def im2col_channels_last(xcl, cols, d0, l0, groups, in_size, ksize, stride, dilation, lo, out_size):
     """Fill row ``i*lt + j`` of ``cols`` with the receptive field of output position ``l0 + j`` of
     sample ``i``, ordered (group, kd, kh, kw, channel of the group); zero in the padding.
@@ -188,66 +192,57 @@ def im2col_channels_last(xcl, cols, d0, l0, groups, in_size, ksize, stride, dila
     sample = planes * size_h * size_w * channels
     runs = groups == 1 and dilation[2] == 1
     xf, cf = xcl.reshape(-1), cols.reshape(-1)
-    chunk = 64
-    for task in prange((rows + chunk - 1) // chunk):
-        p = task * chunk
-        p_end = min(rows, p + chunk)
-        i = p // lt
-        j = p - i * lt
-        while p < p_end:
-            line = (l0 + j) // out_w
-            ow0 = l0 + j - line * out_w
-            od = line // out_h
-            oh = line - od * out_h
-            seg = min(p_end - p, out_w - ow0, lt - j)
-            for ow in range(ow0, ow0 + seg):
-                dst = (p + ow - ow0) * width
-                base_w = ow * stride[2] - lo[2]
-                for g in range(groups):
-                    for kd in range(kd_n):
-                        idd = od * stride[0] + kd * dilation[0] - lo[0]
-                        for kh in range(kh_n):
-                            ih = oh * stride[1] + kh * dilation[1] - lo[1]
-                            if idd < 0 or idd >= in_size[0] or ih < 0 or ih >= size_h:
-                                _zero(cf, dst, kw_n * per_group)
+    p, i, j = 0, 0, 0  # row of cols, sample, position within the tile
+    while p < rows:
+        line = (l0 + j) // out_w
+        ow0 = l0 + j - line * out_w
+        od = line // out_h
+        oh = line - od * out_h
+        seg = min(out_w - ow0, lt - j)
+        for ow in range(ow0, ow0 + seg):
+            dst = (p + ow - ow0) * width
+            base_w = ow * stride[2] - lo[2]
+            for g in range(groups):
+                for kd in range(kd_n):
+                    idd = od * stride[0] + kd * dilation[0] - lo[0]
+                    for kh in range(kh_n):
+                        ih = oh * stride[1] + kh * dilation[1] - lo[1]
+                        if idd < 0 or idd >= in_size[0] or ih < 0 or ih >= size_h:
+                            _zero(cf, dst, kw_n * per_group)
+                        else:
+                            src = i * sample + (((idd - d0) * size_h + ih) * size_w) * channels + g * per_group
+                            if runs:
+                                first = min(max(0, -base_w), kw_n)
+                                stop = max(min(kw_n, size_w - base_w), first)
+                                _zero(cf, dst, first * channels)
+                                _gather(cf, dst + first * channels, xf, src + (base_w + first) * channels, 1,
+                                        (stop - first) * channels)
+                                _zero(cf, dst + stop * channels, (kw_n - stop) * channels)
                             else:
-                                src = i * sample + (((idd - d0) * size_h + ih) * size_w) * channels + g * per_group
-                                if runs:
-                                    first = min(max(0, -base_w), kw_n)
-                                    stop = max(min(kw_n, size_w - base_w), first)
-                                    _zero(cf, dst, first * channels)
-                                    _gather(cf, dst + first * channels, xf, src + (base_w + first) * channels, 1,
-                                            (stop - first) * channels)
-                                    _zero(cf, dst + stop * channels, (kw_n - stop) * channels)
-                                else:
-                                    for kw in range(kw_n):
-                                        iw = base_w + kw * dilation[2]
-                                        if 0 <= iw < size_w:
-                                            _gather(cf, dst + kw * per_group, xf, src + iw * channels, 1, per_group)
-                                        else:
-                                            _zero(cf, dst + kw * per_group, per_group)
-                            dst += kw_n * per_group
-            p += seg
-            j += seg
-            if j == lt:
-                j = 0
-                i += 1
+                                for kw in range(kw_n):
+                                    iw = base_w + kw * dilation[2]
+                                    if 0 <= iw < size_w:
+                                        _gather(cf, dst + kw * per_group, xf, src + iw * channels, 1, per_group)
+                                    else:
+                                        _zero(cf, dst + kw * per_group, per_group)
+                        dst += kw_n * per_group
+        p += seg
+        j += seg
+        if j == lt:
+            j = 0
+            i += 1
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(nogil=True, cache=True)
 def transpose(src, dst, count, rows, cols, src_off, src_batch, src_ld, dst_off, dst_batch, dst_ld):
     """``dst[dst_off + b*dst_batch + c*dst_ld + r] = src[src_off + b*src_batch + r*src_ld + c]`` for
     b < count, r < rows, c < cols, over the flat (C-contiguous) arrays, in cache-sized blocks."""
     sf, df = src.reshape(-1), dst.reshape(-1)
     block = 32
-    row_blocks = (rows + block - 1) // block
-    col_blocks = (cols + block - 1) // block
-    for task in prange(count * row_blocks * col_blocks):
-        b = task // (row_blocks * col_blocks)
-        rest = task - b * row_blocks * col_blocks
-        r0 = (rest // col_blocks) * block
-        c0 = (rest % col_blocks) * block
+    for b in range(count):
         s = src_off + b * src_batch
         d = dst_off + b * dst_batch
-        for c in range(c0, min(cols, c0 + block)):
-            _gather(df, d + c * dst_ld + r0, sf, s + r0 * src_ld + c, src_ld, min(rows, r0 + block) - r0)
+        for r0 in range(0, rows, block):
+            for c0 in range(0, cols, block):
+                for c in range(c0, min(cols, c0 + block)):
+                    _gather(df, d + c * dst_ld + r0, sf, s + r0 * src_ld + c, src_ld, min(rows, r0 + block) - r0)

@@ -89,10 +89,12 @@ class Tile(NamedTuple):
     lt: int
 
 
-def position_tiles(batch: int, positions: int, bytes_per_position: int, budget: int) -> Iterator[Tile]:
-    """Tiles whose scratch (bytes_per_position per output position) stays within budget: several
-    whole samples when one fits, else balanced slices of one sample's positions."""
-    per_tile = max(1, budget // max(bytes_per_position, 1))
+def position_tiles(batch: int, positions: int, bytes_per_position: int, budget: int,
+                   min_tiles: int = 1) -> Iterator[Tile]:
+    """Tiles whose scratch (bytes_per_position per output position) stays within budget, at least
+    ``min_tiles`` of them where there are enough positions: several whole samples when one fits,
+    else balanced slices of one sample's positions."""
+    per_tile = max(1, min(budget // max(bytes_per_position, 1), -(-batch * positions // min_tiles)))
     if positions <= per_tile:
         step = per_tile // positions
         for n0 in range(0, batch, step):
@@ -124,8 +126,15 @@ class Scratch:
         self._buffers: dict[str, np.ndarray] = {}
 
     def get(self, role: str, shape: tuple[int, ...]) -> np.ndarray:
+        """An uninitialised array of ``shape``, reusing the role's buffer."""
         size = math.prod(shape)
         buffer = self._buffers.get(role)
         if buffer is None or buffer.size < size:
             buffer = self._buffers[role] = np.empty(size, dtype=self.dtype)
         return buffer[:size].reshape(shape)
+
+    def accumulator(self, role: str, shape: tuple[int, ...]) -> np.ndarray:
+        """The role's array of ``shape``, zero when first asked for, then kept as it is."""
+        if role not in self._buffers:
+            self._buffers[role] = np.zeros(math.prod(shape), dtype=self.dtype)
+        return self._buffers[role].reshape(shape)

@@ -104,73 +104,63 @@ def _edge_tile(m, one, xrow, w0, col_stop, edge, dst, row, ch, col):  # pragma: 
     _put(m + 2, dst, row, 1, ch, col, _bt(m, one, (edge[0], edge[1], edge[2], edge[3], edge[4], edge[5])))
 
 
-@numba.njit(parallel=True, cache=True)
-def input_transform(x, src_rows, lo, col_stop, nd, m, t_last, u0, u1, block, v):  # pragma: no cover
-    """v[:, c, tiles of units u0..u1] = transformed input tiles of channel c.
+@numba.njit(inline="always")
+def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, v):  # pragma: no cover - compiled
+    """v[:, c, tiles of units u0..u1] = transformed input tiles of every channel c.
 
     x (N, C, R_in, W_in); src_rows (rows, alpha^(nd-1)) input row per leading tile position
     (-1: zero); input column ``w - lo`` sits at tile-row column ``w``, valid below ``col_stop``;
-    v (alpha^nd, C, >= (u1-u0)*t_last); ``block`` tile rows per parallel iteration.
+    v (alpha^nd, C, >= (u1-u0)*t_last).
     """
     channels = x.shape[1]
     rows, kk = src_rows.shape
     alpha = m + 2
     one = v.dtype.type(1)
     zero = one - one
+    size = (u1 - u0) * t_last
     # tiles j whose alpha columns j*m - lo + (0..alpha-1) all lie in [0, col_stop)
     j_in = min(max(0, -(-lo // m)), t_last)
     j_out = max(j_in, min(t_last, (col_stop + lo - alpha) // m + 1))
-    n_blocks = -(-(u1 - u0) // block)
-    for it in numba.prange(channels * n_blocks):
-        c = it // n_blocks
-        b0 = (it - c * n_blocks) * block
-        b1 = min(b0 + block, u1 - u0)
-        size = (b1 - b0) * t_last
-        p0 = b0 * t_last
-        # last axis straight from x into rows (k, nu): of v itself in 1-D, else of a scratch
-        if nd > 1:
-            scratch = np.empty((kk * alpha, 1, size), dtype=v.dtype)
-            ch, col0 = 0, 0
-        else:
-            scratch = v
-            ch, col0 = c, p0
-        edge = np.zeros(6, dtype=v.dtype)
-        for uu in range(b0, b1):
+    edge = np.zeros(6, dtype=v.dtype)
+    # the last axis goes straight from x into rows (k, nu): of v itself in 1-D, else of a scratch
+    scratch = np.empty((kk * alpha, 1, size if nd > 1 else 0), dtype=v.dtype)
+    spare = np.empty((kk * alpha, 1, size if nd > 2 else 0), dtype=v.dtype)
+    for c in range(channels):
+        dst, ch = (scratch, 0) if nd > 1 else (v, c)
+        for uu in range(u1 - u0):
             n = (u0 + uu) // rows
             r = (u0 + uu) - n * rows
-            p = col0 + (uu - b0) * t_last
+            p = uu * t_last
             for k in range(kk):
                 s = src_rows[r, k]
                 if s < 0:
                     for nu in range(alpha):
                         for j in range(t_last):
-                            scratch[k * alpha + nu, ch, p + j] = zero
+                            dst[k * alpha + nu, ch, p + j] = zero
                     continue
                 xrow = x[n, c, s]
                 for j in range(j_in, j_out):  # interior tiles: no bounds to check
                     w = j * m - lo
                     vals = _bt(m, one, (xrow[w], xrow[w + 1], xrow[w + 2], xrow[w + 3],
                                         xrow[w + min(4, alpha - 1)], xrow[w + alpha - 1]))
-                    _put(alpha, scratch, k * alpha, 1, ch, p + j, vals)
+                    _put(alpha, dst, k * alpha, 1, ch, p + j, vals)
                 for j in range(j_in):  # tiles reaching into the padding
-                    _edge_tile(m, one, xrow, j * m - lo, col_stop, edge, scratch, k * alpha, ch, p + j)
+                    _edge_tile(m, one, xrow, j * m - lo, col_stop, edge, dst, k * alpha, ch, p + j)
                 for j in range(j_out, t_last):
-                    _edge_tile(m, one, xrow, j * m - lo, col_stop, edge, scratch, k * alpha, ch, p + j)
-        if nd == 1:
-            continue
+                    _edge_tile(m, one, xrow, j * m - lo, col_stop, edge, dst, k * alpha, ch, p + j)
         # leading axes; the last pass writes into v
-        spare = np.empty((kk * alpha, 1, size), dtype=v.dtype)
+        src, other = scratch, spare
         for axis in range(nd - 1):
             inner = alpha ** (nd - 1 - axis)
             if axis == nd - 2:
-                _lead_pass(True, m, one, scratch, 0, 0, v, c, p0, alpha ** axis, inner, size)
+                _lead_pass(True, m, one, src, 0, 0, v, c, 0, alpha ** axis, inner, size)
             else:
-                _lead_pass(True, m, one, scratch, 0, 0, spare, 0, 0, alpha ** axis, inner, size)
-                scratch, spare = spare, scratch
+                _lead_pass(True, m, one, src, 0, 0, other, 0, 0, alpha ** axis, inner, size)
+                src, other = other, src
 
 
-@numba.njit(parallel=True, cache=True)
-def output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y):  # pragma: no cover - compiled
+@numba.njit(inline="always")
+def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, y):  # pragma: no cover - compiled
     """y[n, o, rows of units u0..u1] = inverse-transformed products prod (alpha^nd, O, tiles).
 
     dst_rows (rows, m^(nd-1)) output row per leading output position (-1: beyond the output);
@@ -181,34 +171,28 @@ def output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y):  # pragma
     rows, km = dst_rows.shape
     alpha = m + 2
     one = y.dtype.type(1)
+    size = (u1 - u0) * t_last
     j_full = min(t_last, w_out // m)  # tiles whose m outputs all lie in the output
-    n_blocks = -(-(u1 - u0) // block)
-    for it in numba.prange(channels * n_blocks):
-        o = it // n_blocks
-        b0 = (it - o * n_blocks) * block
-        b1 = min(b0 + block, u1 - u0)
-        size = (b1 - b0) * t_last
-        p0 = b0 * t_last
+    lead = m * alpha ** (nd - 2) * alpha if nd > 1 else 0
+    scratch = np.empty((lead, 1, size), dtype=y.dtype)
+    spare = np.empty((lead if nd > 2 else 0, 1, size), dtype=y.dtype)
+    for o in range(channels):
         # leading axes first, alpha -> m each, rows (m,)*axis + (alpha,)*(nd-axis)
-        src, ch, col0 = prod, o, p0
-        if nd > 1:
-            scratch = np.empty((m * alpha ** (nd - 1), 1, size), dtype=y.dtype)
-            spare = np.empty((m * alpha ** (nd - 1), 1, size), dtype=y.dtype)
-            for axis in range(nd - 1):
-                inner = alpha ** (nd - 1 - axis)
-                _lead_pass(False, m, one, src, ch, col0, scratch, 0, 0, m ** axis, inner, size)
-                src, ch, col0 = scratch, 0, 0
-                scratch, spare = spare, scratch
+        src, ch, dst, other = prod, o, scratch, spare
+        for axis in range(nd - 1):
+            _lead_pass(False, m, one, src, ch, 0, dst, 0, 0, m ** axis, alpha ** (nd - 1 - axis), size)
+            src, ch = dst, 0
+            dst, other = other, dst
         # last axis, tile by tile into the output rows
         for qq in range(km):
-            for uu in range(b0, b1):
+            for uu in range(u1 - u0):
                 n = (u0 + uu) // rows
                 r = (u0 + uu) - n * rows
                 d = dst_rows[r, qq]
                 if d < 0:
                     continue
                 yrow = y[n, o, d]
-                p = col0 + (uu - b0) * t_last
+                p = uu * t_last
                 for j in range(t_last):
                     vals = _at(m, one, _column(m, src, qq * alpha, 1, ch, p + j))
                     if j < j_full:
@@ -220,3 +204,30 @@ def output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y):  # pragma
                     else:
                         for yy in range(min(m, w_out - j * m)):
                             yrow[j * m + yy] = vals[yy]
+
+
+# Entry points with the tile size a compile-time constant (strides and formulas specialised);
+# serial and GIL-free: callers run chunks on worker threads.
+@numba.njit(nogil=True, cache=True)
+def _input_transform_2(x, src_rows, lo, col_stop, nd, t_last, u0, u1, v):  # pragma: no cover
+    _input_transform(2, x, src_rows, lo, col_stop, nd, t_last, u0, u1, v)
+
+
+@numba.njit(nogil=True, cache=True)
+def _input_transform_4(x, src_rows, lo, col_stop, nd, t_last, u0, u1, v):  # pragma: no cover
+    _input_transform(4, x, src_rows, lo, col_stop, nd, t_last, u0, u1, v)
+
+
+@numba.njit(nogil=True, cache=True)
+def _output_transform_2(prod, dst_rows, nd, t_last, u0, u1, y):  # pragma: no cover
+    _output_transform(2, prod, dst_rows, nd, t_last, u0, u1, y)
+
+
+@numba.njit(nogil=True, cache=True)
+def _output_transform_4(prod, dst_rows, nd, t_last, u0, u1, y):  # pragma: no cover
+    _output_transform(4, prod, dst_rows, nd, t_last, u0, u1, y)
+
+
+#: m -> input / output transform kernel.
+INPUT_TRANSFORM = {2: _input_transform_2, 4: _input_transform_4}
+OUTPUT_TRANSFORM = {2: _output_transform_2, 4: _output_transform_4}

@@ -238,7 +238,7 @@ class Direct(Algorithm):
         segments = sp.out_size[0] * -(-sp.out_size[1] // lay.rows) * -(-sp.out_size[2] // lay.chunk)
         parts = max(1, min(segments, -(-2 * _threads() // (jobs * -(-og // oblock)))))
         y = np.empty(geom.output_shape, dtype=x.dtype)
-        k.forward(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, y.reshape(-1), sp.out_size,
+        _dynamic(k.forward)(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, y.reshape(-1), sp.out_size,
                   sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, parts)
         return y
 
@@ -253,7 +253,7 @@ class Direct(Algorithm):
         table = wg[:, np.maximum(outs, 0), :, taps].transpose(1, 2, 0)  # (G, cg, columns)
         table = np.where(outs >= 0, table, 0).astype(dy.dtype).reshape(geom.in_channels, -1)
         dx = np.empty(geom.input_shape, dtype=dy.dtype)
-        k.input_grad(_flat(dy), sp.out_size, geom.out_channels, np.ascontiguousarray(table), lay.offsets, lay.phases,
+        _dynamic(k.input_grad)(_flat(dy), sp.out_size, geom.out_channels, np.ascontiguousarray(table), lay.offsets, lay.phases,
                      dx.reshape(-1), sp.in_size, sp.lo, sp.stride, lay.e0, lay.e, lay.rows, lay.chunk, geom.groups,
                      _block(cg, geom.batch * geom.groups))
         return dx
@@ -265,10 +265,22 @@ class Direct(Algorithm):
         lay = forward_layout(geom, x.itemsize, og >= _BLOCK)
         oblock = _block(og, geom.groups)
         splits = max(1, min(geom.batch, -(-2 * _threads() // (geom.groups * -(-og // oblock)))))
-        dw = k.weight_grad(_flat(x), sp.in_size, geom.in_channels, _flat(dy), sp.out_size, geom.out_channels,
-                           lay.offsets, lay.count, sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups,
-                           oblock, splits)
-        return dw[:, :lay.count].astype(x.dtype).reshape(geom.weight_shape)
+        partial = np.zeros((splits, geom.out_channels, lay.offsets.size))
+        _dynamic(k.weight_grad)(_flat(x), sp.in_size, geom.in_channels, _flat(dy), sp.out_size, geom.out_channels,
+                                lay.offsets, lay.count, sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups,
+                                oblock, partial)
+        return partial.sum(axis=0)[:, :lay.count].astype(x.dtype).reshape(geom.weight_shape)
+
+
+def _dynamic(kernel):
+    """``kernel`` with its parallel jobs handed out one at a time: on a busy machine a thread that
+    is descheduled then delays only its current job (static shares would wait for it)."""
+    import numba
+
+    def run(*args):
+        with numba.parallel_chunksize(1):
+            return kernel(*args)
+    return run
 
 
 def _threads() -> int:

@@ -3,30 +3,31 @@
 Compiled kernels (``_gemm_kernels``) build the im2col columns of a tile straight from the
 unpadded input (zero in the padding) and scatter them back; BLAS does the arithmetic. Tiles
 cover several whole samples or a slice of one sample's output positions, so the scratch
-stays within the workspace budget (a 3-D layer never materialises its full im2col). Each
-product is oriented the way BLAS runs it fastest (measured on the reference machine; see
-``_cost_model``):
+stays within the workspace budget (a 3-D layer never materialises its full im2col), and
+worker threads take whole tiles (``_gemm_parallel``). Each product is oriented the way BLAS
+runs it fastest (measured on the reference machine; see ``_cost_model``):
 
-* forward, channels-last: the input slab of a tile is transposed to channels-last, so each
-  (kd, kh) of a receptive field is one contiguous run; ``cols (positions, K*C) @ W^T`` gives
-  ``(positions, O)``, transposed into the channels-first output. Fastest when O is small.
-* forward, channel rows: ``W (O, C*K) @ cols (C*K, positions)`` lands directly in the output;
-  used for 1x1 kernels (the columns are then just a strided subsample) and wide layers.
-  A 1x1 stride-1 unpadded convolution is a plain matmul on the input, no copy at all.
+* forward, channel rows: ``W (O, C*K) @ cols (C*K, positions)`` lands directly in the output.
+  A 1x1 stride-1 unpadded convolution is a plain matmul on the input (no copy); other 1x1
+  kernels pack a mere strided subsample.
+* forward, channels-last, for long thin products (many columns per output channel): the input
+  goes channels-last, so each (kd, kh) of a receptive field is one contiguous run, and
+  ``cols (positions, K*C) @ W^T`` gives ``(positions, O)``, transposed into the output.
 * input gradient: ``W^T @ dy`` per tile, then a col2im scatter-add (no multiplications by the
-  zeros a strided transposed convolution would insert).
-* weight gradient: ``cols (C*K, positions) @ dy^T (positions, O)`` accumulated over tiles.
+  zeros a strided transposed convolution would insert); workers own channel slices, so their
+  scatters never meet.
+* weight gradient: ``cols (C*K, positions) @ dy^T (positions, O)``, summed over tiles and workers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 
 from .. import _config
 from .._geometry import ConvGeometry
+from . import _gemm_parallel as par
 from ._base import Algorithm
 from ._layout import Scratch, Tile, as5d, input_planes, position_tiles, spatial3d
 
@@ -75,117 +76,164 @@ class Gemm(Algorithm):
 
     def forward(self, x, w, geom):
         y = np.empty(geom.output_shape, dtype=x.dtype)
+        n = par.workers(geom.macs)
         if geom.is_pointwise:
-            np.matmul(_weight_matrix(w, geom), _flat(x, geom, geom.in_per_group),
-                      out=_flat(y, geom, geom.out_per_group))
+            wm, xf, yf = _weight_matrix(w, geom), _flat(x, geom, geom.in_per_group), _flat(y, geom, geom.out_per_group)
+
+            def product(tile, scratch):
+                for i in range(tile.n0, tile.n0 + tile.nt):
+                    np.matmul(wm, xf[i, :, :, tile.l0:tile.l0 + tile.lt], out=yf[i, :, :, tile.l0:tile.l0 + tile.lt])
+
+            par.for_each(list(tiles(geom, x.dtype, 0, n)), product, n, x.dtype)
         elif _channels_last(geom):
-            _forward_channels_last(x, w, geom, y)
+            _forward_channels_last(x, w, geom, y, n)
         else:
-            _forward_channel_rows(x, w, geom, y)
+            _forward_channel_rows(x, w, geom, y, n)
         return y
 
     def input_grad(self, dy, w, geom):
+        from ._gemm_kernels import col2im_add
+        g, cg, taps = geom.groups, geom.in_per_group, geom.kernel_volume
         wt = np.swapaxes(_weight_matrix(w, geom), -1, -2)  # (G, Cg*K, Og)
         dyf = _flat(dy, geom, geom.out_per_group)
-        if geom.is_pointwise:
-            return (wt @ dyf).reshape(geom.input_shape)
-        from ._gemm_kernels import col2im_add
+        n = par.workers(geom.macs)
         s3 = spatial3d(geom)
-        dx = np.zeros((geom.batch, geom.in_channels, *s3.in_size), dtype=dy.dtype)
-        scratch = Scratch(dy.dtype)
-        for tile in _tiles(geom, dy.dtype, _rows(geom) + geom.out_channels):
-            dcols = scratch.get("cols", (geom.groups, _rows(geom) // geom.groups, tile.nt * tile.lt))
-            np.matmul(wt, _gather_samples(dyf, tile), out=dcols)
-            col2im_add(dcols.reshape(-1, tile.nt, tile.lt), dx, tile.n0, tile.l0, *s3[1:])
+        dx = (np.empty if geom.is_pointwise else np.zeros)((geom.batch, geom.in_channels, *s3.in_size), dtype=dy.dtype)
+        dxf = _flat(dx, geom, cg)
+        # Workers own (channel slice, sample range) boxes: their scatters never overlap.
+        channel_parts = par.split(cg, 2 * n)
+        sample_parts = par.split(geom.batch, -(-2 * n // len(channel_parts)))
+        per_position = g * (channel_parts[0][1] - channel_parts[0][0]) * taps + geom.out_channels
+
+        def scatter(box, scratch):
+            (c0, c1), (b0, b1) = box
+            w_part = wt[:, c0 * taps:c1 * taps]
+            for tile in position_tiles(b1 - b0, math.prod(geom.out_size), per_position * dy.dtype.itemsize,
+                                       _tile_budget(n)):
+                tile = tile._replace(n0=tile.n0 + b0)
+                if geom.is_pointwise:
+                    for i in range(tile.n0, tile.n0 + tile.nt):
+                        np.matmul(w_part, dyf[i, :, :, tile.l0:tile.l0 + tile.lt],
+                                  out=dxf[i, :, c0:c1, tile.l0:tile.l0 + tile.lt])
+                    continue
+                dcols = scratch.get("cols", (g, (c1 - c0) * taps, tile.nt * tile.lt))
+                np.matmul(w_part, gather_samples(dyf, tile), out=dcols)
+                col2im_add(dcols.reshape(-1, tile.nt, tile.lt), dx, c0, c1 - c0, tile.n0, tile.l0, *s3[1:])
+
+        par.for_each([(c, b) for c in channel_parts for b in sample_parts], scatter, n, dy.dtype)
         return dx.reshape(geom.input_shape)
 
     def weight_grad(self, x, dy, geom):
         g, og = geom.groups, geom.out_per_group
-        dw_t = np.zeros((g, geom.in_per_group * geom.kernel_volume, og), dtype=x.dtype)
+        shape = (g, geom.in_per_group * geom.kernel_volume, og)
+        n = par.workers(geom.macs)
+        dy3 = np.ascontiguousarray(dy).reshape(geom.batch, geom.out_channels, -1)
         if geom.is_pointwise:
             xf, dyf = _flat(x, geom, geom.in_per_group), _flat(dy, geom, og)
-            for n in range(geom.batch):
-                dw_t += xf[n] @ np.swapaxes(dyf[n], -1, -2)
+
+            def accumulate(tile, scratch):
+                dw_t = scratch.accumulator("dw_t", shape)
+                for i in range(tile.n0, tile.n0 + tile.nt):
+                    positions = slice(tile.l0, tile.l0 + tile.lt)
+                    dw_t += xf[i, :, :, positions] @ np.swapaxes(dyf[i, :, :, positions], -1, -2)
+
+            work = list(tiles(geom, x.dtype, 0, n))
         else:
-            dy3 = np.ascontiguousarray(dy).reshape(geom.batch, geom.out_channels, -1)
-            scratch = Scratch(dy.dtype)
-            for tile, cols in packed_tiles(x, geom, geom.out_channels, scratch):
+            s3 = spatial3d(geom)
+            x5 = as5d(x, s3.in_size)
+
+            def accumulate(tile, scratch):
+                cols = pack(x5, geom, s3, tile, scratch)
                 dy_t = scratch.get("dy_t", (tile.nt * tile.lt, geom.out_channels))
                 _to_position_rows(dy3, tile.n0, tile.nt, tile.l0, tile.lt, dy_t)
-                dw_t += cols @ dy_t.reshape(-1, g, og).transpose(1, 0, 2)
+                scratch.accumulator("dw_t", shape)[...] += cols @ dy_t.reshape(-1, g, og).transpose(1, 0, 2)
+
+            work = list(tiles(geom, x.dtype, _rows(geom) + geom.out_channels, n))
+        scratches = par.for_each(work, accumulate, n, x.dtype)
+        dw_t = sum(s.accumulator("dw_t", shape) for s in scratches)
         return np.swapaxes(dw_t, 1, 2).reshape(geom.weight_shape)
 
 
-def packed_tiles(x: np.ndarray, geom: ConvGeometry, extra_rows: int = 0,
-                 scratch: Scratch | None = None) -> Iterator[tuple[Tile, np.ndarray]]:
-    """The im2col columns of ``x`` tile by tile, as ``(tile, cols)`` with cols ``(G, Cg*K, nt*lt)``
-    (rows ordered channel, then tap, as the weight ``(O, Cg, *k)``).
+def tiles(geom: ConvGeometry, dtype, values_per_position: int, n: int, fixed_values: int = 0) -> list[Tile]:
+    """Tiles of the output positions whose scratch (``values_per_position`` each, plus
+    ``fixed_values`` per call) fits each of ``n`` workers' share of the workspace; 2n at least."""
+    itemsize = np.dtype(dtype).itemsize
+    return list(position_tiles(geom.batch, math.prod(geom.out_size), values_per_position * itemsize,
+                               _tile_budget(n, fixed_values * itemsize), 2 * n if n > 1 else 1))
 
-    ``cols`` is a reused buffer: consume it before the next tile. ``extra_rows`` reserves
-    workspace for the caller's per-position scratch (e.g. a product or a transposed operand).
-    """
+
+def pack(x5: np.ndarray, geom: ConvGeometry, s3, tile: Tile, scratch: Scratch) -> np.ndarray:
+    """The im2col columns of a tile of ``x5`` (the 3-D view of x), ``(G, Cg*K, nt*lt)`` with rows
+    ordered channel, then tap, as the weight ``(O, Cg, *k)``; a view of the scratch."""
     from ._gemm_kernels import im2col
-    s3 = spatial3d(geom)
-    x5 = as5d(x, s3.in_size)
-    scratch = scratch or Scratch(x.dtype)
-    for tile in _tiles(geom, x.dtype, _rows(geom) + extra_rows):
-        cols = scratch.get("cols", (_rows(geom), tile.nt, tile.lt))
-        im2col(x5, cols, tile.n0, tile.l0, *s3[1:])
-        yield tile, cols.reshape(geom.groups, -1, tile.nt * tile.lt)
+    cols = scratch.get("cols", (_rows(geom), tile.nt, tile.lt))
+    im2col(x5, cols, tile.n0, tile.l0, *s3[1:])
+    return cols.reshape(geom.groups, -1, tile.nt * tile.lt)
 
 
-def _channels_last(geom: ConvGeometry) -> bool:
-    """Whether the forward pass runs channels-last (see CHANNELS_LAST_MIN_DEPTH)."""
-    return geom.kernel_volume > 1 and geom.in_per_group * geom.kernel_volume >= CHANNELS_LAST_MIN_DEPTH * geom.out_per_group
+def gather_samples(af: np.ndarray, tile: Tile) -> np.ndarray:
+    """The tile of a flat (N, G, R, L) array as (G, R, nt*lt): a view for one sample, a copy for several."""
+    if tile.nt == 1:
+        return af[tile.n0, :, :, tile.l0:tile.l0 + tile.lt]
+    part = af[tile.n0:tile.n0 + tile.nt]
+    return part.transpose(1, 2, 0, 3).reshape(part.shape[1], part.shape[2], -1)
 
 
-def _forward_channel_rows(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: np.ndarray) -> None:
+def _forward_channel_rows(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: np.ndarray, n: int) -> None:
     wm = _weight_matrix(w, geom)
     yf = _flat(y, geom, geom.out_per_group)
-    for tile, cols in packed_tiles(x, geom, geom.out_channels):
+    s3 = spatial3d(geom)
+    x5 = as5d(x, s3.in_size)
+
+    def product(tile, scratch):
+        cols = pack(x5, geom, s3, tile, scratch)
         if tile.nt == 1 or tile.lt >= PER_SAMPLE_MIN_POSITIONS:
             for i in range(tile.nt):
                 np.matmul(wm, cols[:, :, i * tile.lt:(i + 1) * tile.lt],
                           out=yf[tile.n0 + i, :, :, tile.l0:tile.l0 + tile.lt])
         else:
-            _scatter_samples(wm @ cols, yf, tile)
+            result = np.matmul(wm, cols, out=scratch.get("y_t", (geom.groups, geom.out_per_group, tile.nt * tile.lt)))
+            yf[tile.n0:tile.n0 + tile.nt] = result.reshape(*result.shape[:2], tile.nt, -1).transpose(2, 0, 1, 3)
+
+    par.for_each(tiles(geom, x.dtype, _rows(geom) + geom.out_channels, n), product, n, x.dtype)
 
 
-def _forward_channels_last(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: np.ndarray) -> None:
+def _forward_channels_last(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: np.ndarray, n: int) -> None:
     from ._gemm_kernels import im2col_channels_last
     s3 = spatial3d(geom)
-    g, og, cg, taps = geom.groups, geom.out_per_group, geom.in_per_group, geom.kernel_volume
+    g, og, cg, taps, c = geom.groups, geom.out_per_group, geom.in_per_group, geom.kernel_volume, geom.in_channels
     # (O, Cg, *k) -> (G, K*Cg, Og): rows in the (tap, channel) order of the channels-last columns
     w_t = w.reshape(g, og, cg, taps).transpose(0, 3, 2, 1).reshape(g, taps * cg, og)
-    x3 = as5d(x, s3.in_size).reshape(geom.batch, geom.in_channels, -1)
+    x3 = as5d(x, s3.in_size).reshape(geom.batch, c, -1)
     y3 = y.reshape(geom.batch, geom.out_channels, -1)
     plane, sample = x3.shape[2] // s3.in_size[0], x3.shape[2]
-    itemsize = x.dtype.itemsize
-    # The input goes channels-last a whole sample at a time when that fits beside the tiles, else a
-    # slab of planes per tile (re-transposing the halo planes). Tiles of whole samples hold their own.
-    whole = sample * geom.in_channels * itemsize <= _config.workspace_bytes // 2
-    halo = s3.dilation[0] * (s3.kernel[0] - 1) + s3.stride[0]
-    fixed = (sample if whole else halo * plane) * geom.in_channels
-    per_position = geom.in_channels * (taps + math.ceil(sample / math.prod(geom.out_size))) + geom.out_channels
-    scratch = Scratch(x.dtype)
-    held = None  # the sample x_cl holds, when whole
-    for tile in _tiles(geom, x.dtype, per_position, fixed):
-        if tile.lt < math.prod(geom.out_size) and whole:
-            start, stop = 0, s3.in_size[0]
-            x_cl = scratch.get("x_cl", (1, *s3.in_size, geom.in_channels))
-            if held != tile.n0:
-                _to_position_rows(x3, tile.n0, 1, 0, sample, x_cl)
-                held = tile.n0
+    # The whole input goes channels-last up front when it fits in half the workspace (tiles then
+    # share it); else each tile transposes the slab of input planes it reads, halo included.
+    whole = x3.size * x.dtype.itemsize <= _config.workspace_bytes // 2
+    if whole:
+        x_cl = np.empty((geom.batch, *s3.in_size, c), dtype=x.dtype)
+        rows_cl = x_cl.reshape(geom.batch, sample, c)
+        parts = [(b, part) for b in range(geom.batch) for part in par.split(sample, -(-2 * n // geom.batch))]
+        par.for_each(parts, lambda p, _: _to_position_rows(x3, p[0], 1, p[1][0], p[1][1] - p[1][0],
+                                                           rows_cl[p[0], p[1][0]:p[1][1]]), n, x.dtype)
+    halo = 0 if whole else (s3.dilation[0] * (s3.kernel[0] - 1) + s3.stride[0]) * plane * c * n
+    per_position = c * (taps + (0 if whole else -(-sample // math.prod(geom.out_size)))) + geom.out_channels
+
+    def product(tile, scratch):
+        if whole:
+            start, slab = 0, x_cl[tile.n0:tile.n0 + tile.nt]
         else:
             start, stop = input_planes(geom, s3, tile.l0, tile.lt)
-            x_cl = scratch.get("x_cl", (tile.nt, stop - start, *s3.in_size[1:], geom.in_channels))
-            _to_position_rows(x3, tile.n0, tile.nt, start * plane, (stop - start) * plane, x_cl)
-        cols = scratch.get("cols", (tile.nt * tile.lt, taps * geom.in_channels))
-        im2col_channels_last(x_cl, cols, start, tile.l0, g, s3.in_size, *s3[1:])
+            slab = scratch.get("x_cl", (tile.nt, stop - start, *s3.in_size[1:], c))
+            _to_position_rows(x3, tile.n0, tile.nt, start * plane, (stop - start) * plane, slab)
+        cols = scratch.get("cols", (tile.nt * tile.lt, taps * c))
+        im2col_channels_last(slab, cols, start, tile.l0, g, s3.in_size, *s3[1:])
         y_t = scratch.get("y_t", (tile.nt * tile.lt, geom.out_channels))
-        np.matmul(cols.reshape(-1, g, taps * cg).transpose(1, 0, 2), w_t,
-                  out=y_t.reshape(-1, g, og).transpose(1, 0, 2))
+        np.matmul(cols.reshape(-1, g, taps * cg).transpose(1, 0, 2), w_t, out=y_t.reshape(-1, g, og).transpose(1, 0, 2))
         _from_position_rows(y_t, y3, tile.n0, tile.nt, tile.l0, tile.lt)
+
+    fixed = x3.size if whole else halo
+    par.for_each(tiles(geom, x.dtype, per_position, n, fixed), product, n, x.dtype)
 
 
 def _to_position_rows(a3: np.ndarray, n0: int, nt: int, start: int, count: int, out: np.ndarray) -> None:
@@ -202,17 +250,19 @@ def _from_position_rows(rows: np.ndarray, a3: np.ndarray, n0: int, nt: int, star
     transpose(rows, a3, nt, count, r, 0, count * r, r, n0 * r * length + start, r * length, length)
 
 
+def _channels_last(geom: ConvGeometry) -> bool:
+    """Whether the forward pass runs channels-last (see CHANNELS_LAST_MIN_DEPTH)."""
+    return geom.kernel_volume > 1 and geom.in_per_group * geom.kernel_volume >= CHANNELS_LAST_MIN_DEPTH * geom.out_per_group
+
+
 def _rows(geom: ConvGeometry) -> int:
     """Rows of the columns matrix: (channel, tap) pairs."""
     return geom.in_channels * geom.kernel_volume
 
 
-def _tiles(geom: ConvGeometry, dtype, values_per_position: int, fixed_values: int = 0) -> Iterator[Tile]:
-    """Tiles of the output positions whose scratch (``values_per_position`` each, plus
-    ``fixed_values`` per tile) fits the workspace."""
-    itemsize = np.dtype(dtype).itemsize
-    budget = min(_config.workspace_bytes - fixed_values * itemsize, TILE_BYTES)
-    return position_tiles(geom.batch, math.prod(geom.out_size), values_per_position * itemsize, max(budget, 0))
+def _tile_budget(n: int, fixed_bytes: int = 0) -> int:
+    """Scratch bytes the tile of each of ``n`` workers may use beside ``fixed_bytes`` shared ones."""
+    return max(min((_config.workspace_bytes - fixed_bytes) // n, TILE_BYTES), 0)
 
 
 def _weight_matrix(w: np.ndarray, geom: ConvGeometry) -> np.ndarray:
@@ -223,17 +273,3 @@ def _weight_matrix(w: np.ndarray, geom: ConvGeometry) -> np.ndarray:
 def _flat(a: np.ndarray, geom: ConvGeometry, per_group: int) -> np.ndarray:
     """(N, C, *spatial) -> (N, G, C/G, L)."""
     return a.reshape(a.shape[0], geom.groups, per_group, -1)
-
-
-def _gather_samples(af: np.ndarray, tile: Tile) -> np.ndarray:
-    """The tile of a flat (N, G, R, L) array as (G, R, nt*lt): a view for one sample, a copy for several."""
-    if tile.nt == 1:
-        return af[tile.n0, :, :, tile.l0:tile.l0 + tile.lt]
-    part = af[tile.n0:tile.n0 + tile.nt]
-    return part.transpose(1, 2, 0, 3).reshape(part.shape[1], part.shape[2], -1)
-
-
-def _scatter_samples(result: np.ndarray, af: np.ndarray, tile: Tile) -> None:
-    """Inverse of :func:`_gather_samples` for a multi-sample tile: (G, R, nt*L) into af[n0:n0+nt]."""
-    g, r = result.shape[:2]
-    af[tile.n0:tile.n0 + tile.nt] = result.reshape(g, r, tile.nt, -1).transpose(2, 0, 1, 3)

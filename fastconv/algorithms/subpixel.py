@@ -22,9 +22,10 @@ import math
 import numpy as np
 
 from .._geometry import ConvGeometry
+from . import _gemm_parallel as par
 from ._base import Algorithm
-from ._layout import Scratch, spatial3d
-from .gemm import _gather_samples, _tiles, packed_tiles
+from ._layout import as5d, spatial3d
+from .gemm import gather_samples, pack, tiles
 
 
 class Subpixel(Algorithm):
@@ -58,19 +59,22 @@ class Subpixel(Algorithm):
         if phases is None:  # no input reaches the output window: it is all padding
             return np.zeros(geom.input_shape, dtype=dy.dtype)
         sub, shuffle = phases
-        s3 = spatial3d(shuffle)
+        s3, sub3 = spatial3d(shuffle), spatial3d(sub)
         dx = np.zeros((geom.batch, geom.in_channels, *s3.in_size), dtype=dy.dtype)
         w_phase = _phase_weight(w, geom, sub)
-        scratch = Scratch(dy.dtype)
-        if sub.is_pointwise:
-            dyf = dy.reshape(sub.batch, sub.groups, sub.in_per_group, -1)
-            tiles = ((t, _gather_samples(dyf, t)) for t in _tiles(sub, dy.dtype, sub.out_channels + sub.in_channels))
-        else:
-            tiles = packed_tiles(dy, sub, sub.out_channels, scratch)
-        for tile, cols in tiles:
-            phase_out = scratch.get("phase_out", (sub.groups, sub.out_per_group, tile.nt * tile.lt))
-            np.matmul(w_phase, cols, out=phase_out)
-            col2im_add(phase_out.reshape(-1, tile.nt, tile.lt), dx, tile.n0, tile.l0, *s3[1:])
+        n = par.workers(sub.macs)
+        dy5 = as5d(dy, sub3.in_size)
+        dyf = dy5.reshape(sub.batch, sub.groups, sub.in_per_group, -1)
+
+        def phase_rows(tile, scratch):
+            # phase rows of a tile: every output they land on belongs to this tile alone
+            cols = gather_samples(dyf, tile) if sub.is_pointwise else pack(dy5, sub, sub3, tile, scratch)
+            out = np.matmul(w_phase, cols, out=scratch.get("phase_rows", (sub.groups, sub.out_per_group,
+                                                                          tile.nt * tile.lt)))
+            col2im_add(out.reshape(-1, tile.nt, tile.lt), dx, 0, geom.in_channels, tile.n0, tile.l0, *s3[1:])
+
+        packed = 0 if sub.is_pointwise else sub.in_channels * sub.kernel_volume
+        par.for_each(tiles(sub, dy.dtype, packed + sub.out_channels + sub.in_channels, n), phase_rows, n, dy.dtype)
         return dx.reshape(geom.input_shape)
 
 

@@ -30,15 +30,14 @@ import numpy as np
 
 from .. import _config
 from .._geometry import ConvGeometry
-from ._base import Algorithm
+from . import _gemm_parallel as par
 from . import _winograd_transforms as wt
+from ._base import Algorithm
+from ._layout import Scratch
 
-#: Transform-domain values per chunk (inputs + products) when the workspace allows more:
-#: chunks this small stay in the last-level cache between the three passes.
-_CHUNK_BYTES = 8 * 2**20
-#: Tiles one parallel iteration of the transform kernels handles: long enough for SIMD,
-#: small enough that its scratch stays in L2.
-_BLOCK_TILES = 256
+#: Transform-domain bytes per chunk (inputs + products) when the workspace allows more:
+#: chunks this small stay in cache between the three passes of a worker.
+_CHUNK_BYTES = 4 * 2**20
 
 
 class Winograd(Algorithm):
@@ -96,35 +95,44 @@ class Winograd(Algorithm):
 
     # ---- running ----------------------------------------------------------------------
     def forward(self, x, w, geom):
-        from ._winograd_kernels import input_transform, output_transform
+        from ._winograd_kernels import INPUT_TRANSFORM, OUTPUT_TRANSFORM
         m, nd, dtype = self.m, geom.nd, x.dtype
-        alpha = m + 2
+        points = (m + 2) ** nd
         src_rows, dst_rows = wt.row_tables(geom, m)
         t_last = wt.tiles(geom, m)[-1]
-        units = geom.batch * src_rows.shape[0]
-        block = max(1, _BLOCK_TILES // t_last)
-        u = wt.weight_transform(w, geom, m)  # (alpha^d, G, Og, Cg)
-
-        budget = min(_config.workspace_bytes - self._fixed_bytes(geom, dtype), _CHUNK_BYTES)
-        step = max(1, budget // self._unit_bytes(geom, dtype))
-        step = -(-units // -(-units // step))  # equal chunks
-        points = alpha ** nd
-        v = np.empty((points, geom.in_channels, step * t_last), dtype=dtype)
-        prod = np.empty((points, geom.out_channels, step * t_last), dtype=dtype)
-
-        x3 = x.reshape(geom.batch, geom.in_channels, -1, geom.in_size[-1])
+        u = wt.weight_transform(w, geom, m)  # (points, G, Og, Cg)
+        x4 = x.reshape(geom.batch, geom.in_channels, -1, geom.in_size[-1])
         y = np.empty((geom.batch, geom.out_channels, math.prod(geom.out_size[:-1]), geom.out_size[-1]), dtype=dtype)
         lo, hi = geom.padding[-1]
         col_stop = geom.in_size[-1] + min(hi, 0)
-        for u0 in range(0, units, step):
-            u1 = min(u0 + step, units)
-            p = (u1 - u0) * t_last
-            input_transform(x3, src_rows, lo, col_stop, nd, m, t_last, u0, u1, block, v)
-            vg = v[:, :, :p].reshape(points, geom.groups, geom.in_per_group, p)
-            pg = prod[:, :, :p].reshape(points, geom.groups, geom.out_per_group, p)
-            np.matmul(u, vg, out=pg)
-            output_transform(prod, dst_rows, nd, m, t_last, u0, u1, block, y)
+        n = par.workers(self._macs(geom))
+        chunks = self._chunks(geom, dtype, src_rows.shape[0], n)
+
+        def run(chunk: tuple[int, int], scratch: Scratch) -> None:
+            u0, u1 = chunk
+            tiles = (u1 - u0) * t_last
+            v = scratch.get("v", (points, geom.in_channels, tiles))
+            prod = scratch.get("prod", (points, geom.out_channels, tiles))
+            INPUT_TRANSFORM[m](x4, src_rows, lo, col_stop, nd, t_last, u0, u1, v)
+            np.matmul(u, v.reshape(points, geom.groups, geom.in_per_group, tiles),
+                      out=prod.reshape(points, geom.groups, geom.out_per_group, tiles))
+            OUTPUT_TRANSFORM[m](prod, dst_rows, nd, t_last, u0, u1, y)
+
+        par.for_each(chunks, run, n, dtype)
         return y.reshape(geom.output_shape)
+
+    def _macs(self, geom: ConvGeometry) -> int:
+        """Multiply-adds of the transform-domain products."""
+        return (self.m + 2) ** geom.nd * geom.out_per_group * geom.in_channels * geom.batch * math.prod(
+            wt.tiles(geom, self.m))
+
+    def _chunks(self, geom: ConvGeometry, dtype, rows: int, workers: int) -> list[tuple[int, int]]:
+        """Ranges of tile rows (units) whose transform-domain scratch stays cache-sized and,
+        over all workers, within the workspace budget."""
+        units = geom.batch * rows
+        budget = (_config.workspace_bytes - self._fixed_bytes(geom, dtype)) // workers
+        step = max(1, min(budget, _CHUNK_BYTES) // self._unit_bytes(geom, dtype))
+        return par.split(units, max(-(-units // step), min(units, 4 * workers) if workers > 1 else 1))
 
 
 #: Relative-error growth factors (bound / (unit roundoff * sqrt(in_per_group))) per tile

@@ -290,8 +290,8 @@ class Module:
 
 def _checked(who: str, key: str, value, target: np.ndarray) -> np.ndarray:
     """``value`` as an array that fits ``target`` exactly, or an error naming ``key``."""
-    try:
-        array = np.asarray(value)
+    try:  # arrays and tensors keep their dtype (checked below); plain lists take the parameter's
+        array = np.asarray(value) if hasattr(value, "dtype") else np.asarray(value, dtype=target.dtype)
     except Exception as exc:  # torch tensors needing .detach(), ragged lists, ...
         raise TypeError(f"{who}: {key!r} could not be converted to an array ({exc})") from None
     if array.shape != target.shape:
