@@ -112,11 +112,12 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler:
         client = Client(args.scheduler)
     else:
-        # each worker's scratch (im2col columns, transforms) gets an eighth of its memory
+        # a worker's scratch (im2col columns, transforms) gets an eighth of its memory, and each of its
+        # threads computes one block single-threaded: no oversubscription of the cores
         workspace_mb = max(parse_bytes(args.memory_limit) // 8 // 2**20, 16)
         client = Client(n_workers=args.workers, threads_per_worker=args.threads_per_worker, processes=True,
                         memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address=None,
-                        env={"FASTCONV_WORKSPACE_MB": str(workspace_mb)})
+                        env={"FASTCONV_WORKSPACE_MB": str(workspace_mb), "FASTCONV_NUM_THREADS": "1"})
     with client:
         summary = convolve_volume(client, args.input, args.output, weight, groups=groups or args.groups,
                                   stride=args.stride, padding=args.padding, dilation=args.dilation,

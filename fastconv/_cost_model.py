@@ -5,6 +5,11 @@ fitted by hand from benchmarks/run.py; only their ratios matter, since the plann
 compares algorithms on the same call.
 """
 
+#: Per-algorithm factors the planner multiplies each algorithm's own estimate by, so that the
+#: algorithms' separately fitted models agree with each other. Fitted over the suite by
+#: ``python benchmarks/planner_quality.py --fit`` (see benchmarks/RESULTS.md); absent = 1.
+CALIBRATION: dict[str, float] = {}
+
 #: einsum per tap, single-threaded, with temporaries: ~0.5 GMAC/s.
 REFERENCE_SECONDS_PER_MAC = 2e-9
 # ---- gemm and subpixel (algorithms/gemm.py Gemm.cost, algorithms/subpixel.py) ---------------
@@ -46,14 +51,16 @@ FFT_ERROR_PER_LOG2_POINT = 1.0
 FFT_ERROR_PER_SQRT_TERM = 1.0
 
 # ---- direct and depthwise (algorithms/direct.py, Direct.cost) ---------------------------------
-# Fitted against GEMM_SECONDS_PER_MAC in one process (suite layers and small variants, both cores,
-# medians; see the report of the direct kernels): numba emits 8-lane (ymm) loops, so the
-# micro-kernels peak near half of BLAS's rate; they win where im2col and thin matrices lose.
+# Least-squares fit (relative errors) of 20 calls x 2 runs: the suite's depthwise, grouped and
+# few-channel layers and variants (1-D/3-D depthwise, gradients), both cores, medians of 9, each
+# timed beside a BLAS sgemm whose rate is taken as GEMM_SECONDS_PER_MAC. Fit error ~25% (geometric),
+# the run-to-run noise of the loaded machine. numba emits 8-lane (ymm) loops: these kernels peak
+# near half of BLAS's rate and win where im2col copies and thin matrix products lose.
 #: Multiply-add of the one-output kernel (4 taps per pass over its accumulator run).
 DIRECT_SECONDS_PER_MAC = 3.5e-11
 #: Multiply-add of the four-output kernel (four outputs share each load).
-DIRECT_SECONDS_PER_BLOCKED_MAC = 2.5e-11
+DIRECT_SECONDS_PER_BLOCKED_MAC = 3.2e-11
 #: Per element packed (zero-padded, phase-split input planes) or stored/loaded (outputs, gradients).
-DIRECT_SECONDS_PER_ELEMENT = 1.5e-9
+DIRECT_SECONDS_PER_ELEMENT = 1.0e-9
 #: Fixed cost of one call (argument checks, dispatch, thread start).
 DIRECT_SECONDS_PER_CALL = 5e-5

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import _adjoint, _config, _threads
+from ._cost_model import CALIBRATION
 from ._geometry import ConvGeometry
 from .algorithms import ALGORITHMS, OPS
 
@@ -104,7 +105,7 @@ def _candidates(geom: ConvGeometry, dtype: np.dtype, op: str, names) -> list[Can
             routes.append(("via forward", _adjoint_geometry(geom, op), "forward"))
         for route, g, alg_op in routes:
             reason = alg.supports(g, dtype, alg_op)
-            cost = None if reason else alg.cost(g, dtype, alg_op)
+            cost = None if reason else alg.cost(g, dtype, alg_op) * CALIBRATION.get(name, 1.0)
             found.append(Candidate(name, route, cost, reason))
     return found
 

@@ -203,3 +203,38 @@ def test_errors_match_the_numpy_path(call, error, match):
 def test_import_fastconv_does_not_import_dask():
     code = "import sys, fastconv; assert not any(m.split('.')[0] in ('dask', 'distributed', 'zarr') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("lead", [0, 1, 2])  # bare (*spatial), unbatched (C, *spatial), batched
+def test_conv_store_matches_numpy(lead):
+    from fastconv.dask import conv_store
+
+    c_in = 1 if lead == 0 else 2
+    x, w, b = _arrays(3, (9, 10, 11), c_in, 4, (3, 2, 3), 1, False)
+    store = x[0, 0] if lead == 0 else x[0] if lead == 1 else x
+    kw = dict(stride=(2, 1, 3), padding=((1, 2), (0, 1), (2, 2)), dilation=(1, 2, 1))
+    expected = F.conv3d(x, w, b, **kw)
+    y = conv_store(store, w, b, chunks=(2, 3, 4), **kw)
+    assert y.chunks[-3:] == tuple(da.core.normalize_chunks((2, 3, 4), shape=expected.shape[2:]))
+    _check(y, expected if lead == 2 else expected[0])
+
+
+def test_conv_store_reads_zarr(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    from fastconv.dask import conv_store
+
+    x = RNG.standard_normal((13, 12, 9)).astype(np.float32)
+    z = zarr.create_array(str(tmp_path / "v.zarr"), shape=x.shape, chunks=(5, 5, 5), dtype="float32")
+    z[:] = x
+    w = RNG.standard_normal((2, 1, 3, 3, 3)).astype(np.float32)
+    y = conv_store(zarr.open_array(str(tmp_path / "v.zarr"), mode="r"), w, padding="same", chunks=4)
+    _check(y, F.conv3d(x[None], w, padding="same"), rtol=1e-5)
+
+
+def test_conv_store_rejects_what_conv_rejects():
+    from fastconv.dask import conv_store
+
+    with pytest.raises(ValueError, match="conv_store: expected a store of 2, 3 or 4 dimensions"):
+        conv_store(np.zeros((2, 3, 4, 5, 6)), np.zeros((1, 1, 3, 3)), chunks=2)
+    with pytest.raises(TypeError, match="conv_store: input has dtype float32 but weight has dtype float64"):
+        conv_store(np.zeros((4, 5), np.float32), np.zeros((1, 1, 3, 3)), chunks=2)

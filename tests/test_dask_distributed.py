@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
+cloudpickle = pytest.importorskip("cloudpickle")
 
 from fastconv import functional as F  # noqa: E402
+
+# the workers unpickle this module's functions by value, whatever name pytest imported it under
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 RNG = np.random.default_rng(11)
 
@@ -39,33 +44,39 @@ def test_forward_and_transposed_match_numpy(client):
                                F.conv_transpose2d(x, wt, **kwt), rtol=1e-10, atol=1e-10)
 
 
-def _die_the_first_time(block, marker):
-    """Identity on ``block``, except that the first call anywhere kills its own worker process."""
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return block
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    os.kill(os.getpid(), signal.SIGKILL)
+def _count_then_die_halfway(block, log, marker, total):
+    """Identity on a result block that logs it; the first call to find half the blocks logged kills
+    its own worker process (once: the marker file is created atomically)."""
+    with open(log, "a") as f:
+        f.write("block\n")
+    with open(log) as f:
+        done = sum(1 for _ in f)
+    if done >= total // 2:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return block
+        os.write(fd, f"{os.getpid()} {done}".encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return block
 
 
 def test_killed_worker_does_not_change_the_result(client, tmp_path):
     x = RNG.standard_normal((2, 4, 64, 48))
     w = RNG.standard_normal((5, 4, 3, 3))
-    marker = str(tmp_path / "killed")
+    log, marker = str(tmp_path / "log"), str(tmp_path / "killed")
     before = set(client.run(os.getpid).values())
-    xd = da.from_array(x, chunks=(1, 4, 16, 16))
-    # The last chunk kills its worker: by then the other worker has convolved blocks of its own
-    # and the killed worker holds chunks and results, all of which the scheduler must redo.
-    killer = xd.map_blocks(lambda b, block_info=None: _die_the_first_time(b, marker)
-                           if block_info[0]["chunk-location"] == (1, 0, 3, 2) else b, dtype=x.dtype)
-    y = client.compute(F.conv2d(killer, w, padding=1, stride=(1, 2))).result()
-    np.testing.assert_allclose(y, F.conv2d(x, w, padding=1, stride=(1, 2)), rtol=1e-10, atol=1e-10)
-    killed = int(open(marker).read())
-    assert killed in before  # one of the original workers ran the killing task ...
+    y = F.conv2d(da.from_array(x, chunks=(1, 4, 16, 16)), w, padding=1, stride=(1, 2))
+    # Half-way through the convolution a worker dies with the result blocks it holds; the scheduler
+    # must recompute them (and what they came from) on the survivor and the replacement.
+    watched = y.map_blocks(_count_then_die_halfway, log=log, marker=marker, total=y.npartitions, dtype=y.dtype)
+    np.testing.assert_allclose(client.compute(watched).result(), F.conv2d(x, w, padding=1, stride=(1, 2)),
+                               rtol=1e-10, atol=1e-10)
+    killed, done = (int(v) for v in open(marker).read().split())
+    assert killed in before and y.npartitions // 2 <= done < y.npartitions  # one of ours, mid-way
     with pytest.raises(ProcessLookupError):
-        os.kill(killed, 0)  # ... and is gone
+        os.kill(killed, 0)  # ... and it is gone
     client.wait_for_workers(2)
     after = set(client.run(os.getpid).values())
     assert killed not in after and len(after) == 2  # the nanny started a replacement

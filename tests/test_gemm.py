@@ -10,6 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
+from torch_ref import t
 
 import fastconv
 from fastconv import _config
@@ -17,8 +18,6 @@ from fastconv import grad as fg
 from fastconv._errors import CallContext
 from fastconv._geometry import ConvGeometry
 from fastconv.algorithms import ALGORITHMS, _gemm_parallel, gemm
-
-from torch_ref import t
 
 GEMM, REFERENCE = ALGORITHMS["gemm"], ALGORITHMS["reference"]
 
@@ -111,7 +110,7 @@ def test_cropping_padding_of_derived_geometries(padding, orientation, tiny_works
 def test_public_api_matches_torch_float64(xs, ws, stride, padding, dilation, groups):
     nd = len(ws) - 2
     x, w, _ = _arrays(_geometry(xs, ws, stride, padding, dilation, groups), np.float64)
-    kw = dict(stride=stride, dilation=dilation, groups=groups)
+    kw = {"stride": stride, "dilation": dilation, "groups": groups}
     pad = padding if not isinstance(padding, tuple) else 0
     if pad != padding:  # asymmetric: pad explicitly on both sides, as torch cannot
         widths = [v for lo_hi in reversed(padding) for v in lo_hi]

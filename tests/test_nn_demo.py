@@ -53,3 +53,14 @@ def test_readme_layers_example_runs():
     namespace: dict = {}
     exec(compile(block, "README layers example", "exec"), namespace)
     assert namespace["y"].shape == (8, 32, 16, 16) and namespace["dx"].shape == (8, 3, 32, 32)
+
+
+def test_text_progress_bar_without_tqdm(capsys):
+    bar = demo._TextBar(total=20, desc="training")
+    for _ in range(20):
+        bar.update(1)
+        bar.set_postfix_str("epoch 1/1 loss 0.1")
+    bar.close()
+    lines = capsys.readouterr().out.strip().splitlines()  # not a tty: one line per 10%
+    assert len(lines) == 10
+    assert lines[-1] == "training [##############################] 100% epoch 1/1 loss 0.1"

@@ -8,14 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch_ref import t
 
 import fastconv
 from fastconv import _config
 from fastconv._errors import CallContext
 from fastconv._geometry import ConvGeometry
 from fastconv.algorithms import ALGORITHMS, _gemm_parallel
-
-from torch_ref import t
 
 SUBPIXEL, REFERENCE = ALGORITHMS["subpixel"], ALGORITHMS["reference"]
 
@@ -63,7 +62,8 @@ def test_matches_torch_float64(xs, ws, stride, padding, output_padding, dilation
     nd = len(ws) - 2
     rng = np.random.default_rng(0)
     x, w, b = _draw(xs, np.float64, rng), _draw(ws, np.float64, rng), _draw((ws[1] * groups,), np.float64, rng)
-    kw = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+    kw = {"stride": stride, "padding": padding, "output_padding": output_padding, "dilation": dilation,
+          "groups": groups}
     plan = fastconv.plan_for(f"conv_transpose{nd}d", xs, ws, "float64", algorithm="subpixel", **kw)
     assert plan.choice.algorithm == "subpixel" and plan.choice.route == "native"
     ours = getattr(fastconv, f"conv_transpose{nd}d")(x, w, b, algorithm="subpixel", **kw)

@@ -264,7 +264,7 @@ def forward(x, in_size, channels, w, offs, count, y, out_size, lo, stride, q, ro
     rblocks = (oh_ + rows - 1) // rows
     cchunks = (ow_ + chunk - 1) // chunk
     nseg = od_ * rblocks * cchunks
-    longest = max((rows - 1) * qw + ow_, chunk) if cchunks == 1 else chunk
+    longest = max((rows - 1) * qw + ow_, chunk)
     batch = x.size // (channels * plane_in)
     for job in prange(batch * groups * nob * parts):
         part = job % parts

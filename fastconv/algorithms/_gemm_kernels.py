@@ -133,7 +133,7 @@ def im2col(x, cols, n0, l0, ksize, stride, dilation, lo, out_size):
 @numba.njit(nogil=True, cache=True)
 def col2im_add(cols, dx, c0, part, n0, l0, ksize, stride, dilation, lo, out_size):
     """Adjoint of :func:`im2col` for channels ``c0 .. c0+part`` of every group: ``dx[n0 + i, c, ...] +=
-    cols[(g, j, tap), i, j]`` (channel ``c = g*(C/G) + c0 + j``) at the input position tap ``tap`` of
+    cols[(g, k, tap), i, j]`` (channel ``c = g*(C/G) + c0 + k``) at the input position tap ``tap`` of
     output position ``l0 + j`` reads; entries falling in the padding are dropped. dx C-contiguous.
 
     Threads that own different channels never write the same element.

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from ._layout import Scratch
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 Item = TypeVar("Item")
 
@@ -76,7 +79,7 @@ def split(count: int, parts: int) -> list[tuple[int, int]]:
     """``[start, stop)`` ranges cutting ``count`` into at most ``parts`` near-equal non-empty pieces."""
     parts = max(1, min(parts, count))
     bounds = np.linspace(0, count, parts + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -89,6 +92,7 @@ def _blas_controller():
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
+    from concurrent.futures import ThreadPoolExecutor  # not at import: it is slow to load
     global _pool, _pool_size
     with _pool_lock:
         if _pool is None or _pool_size < size:

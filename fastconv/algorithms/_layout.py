@@ -36,13 +36,6 @@ def unpad_input(x_padded: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     return grown[crop]
 
 
-def batch_chunks(batch: int, bytes_per_sample: int, budget: int):
-    """Slices of the batch whose scratch memory (bytes_per_sample each) stays within budget."""
-    step = max(1, budget // max(bytes_per_sample, 1))
-    for start in range(0, batch, step):
-        yield slice(start, min(start + step, batch))
-
-
 def grouped(a: np.ndarray, groups: int) -> np.ndarray:
     """(N, C, ...) -> (N, groups, C/groups, ...) view."""
     return a.reshape(a.shape[0], groups, a.shape[1] // groups, *a.shape[2:])

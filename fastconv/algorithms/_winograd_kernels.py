@@ -1,21 +1,24 @@
 """Numba kernels of the Winograd algorithm: input tiles to the transform domain and back.
 
 Both walk *tile rows*: unit ``u = n * rows + r`` is tile row ``r`` (a flat index over the
-leading spatial dimensions, see ``_winograd_transforms.row_tables``) of sample ``n``; a tile
-row holds ``t_last`` tiles along the last (contiguous) axis. Transform-domain arrays are
-``(alpha^d, channels, tiles)`` with tile ``p = (u - u0) * t_last + j``: per transform point
-a contiguous (channels x tiles) matrix for the batched matmul between them.
+leading spatial dimensions, see ``_winograd_transforms.row_tables``) of sample ``n``. A tile
+row holds ``t_last`` tiles along the last axis plus one spare tile (``tw = t_last + 1``
+columns): transform-domain arrays are ``(alpha^d, channels, units * tw)``, per transform point a
+contiguous (channels x tiles) matrix for the batched matmul between them, and the spare
+column, whose values are never read back, lets every pass below run as one long loop.
 
-One parallel iteration handles one channel and a block of tile rows (a few hundred tiles).
-Along the last axis a tile's ``alpha`` inputs (or ``m`` outputs) are adjacent in memory, so
-that transform is applied tile by tile while reading the input (writing the output). The
-leading axes are transformed in a small cache-resident scratch whose columns are the block's
-tiles, as loops across tiles that vectorise. Padding is applied by reading zeros, so the
-input is never copied padded.
+Every transform is a loop across all tiles of a chunk that writes one row of results from
+``alpha`` rows of inputs (one store stream: LLVM vectorises it; several per loop defeat its
+alias checks). An input row is first split into its ``m`` phases (``phase[q][j] = row[j*m + q]``),
+after which input ``b`` of tile ``j`` is ``phase[b % m][j + b // m]``, a unit-stride row (the
+spare column absorbs the ``j + 1`` of the last tile). The leading axes are transformed between
+rows of tiles, and on the way back the ``m`` outputs of every tile are computed as rows, then
+interleaved into the output. Splitting and interleaving are the only element-wise copies.
+Padding is applied by reading zeros, so the input is never copied padded.
 
-The formulas are those of ``_winograd_transforms.matrices`` (tests check they agree);
-constants are built from ``one`` so that float32 arithmetic stays float32. Values are passed
-as 6-tuples (unused tail entries for F(2,3) and for AT) so one code path serves both tile sizes.
+The transforms are applied as dense rows of ``_winograd_transforms.matrices`` (passed in the
+compute dtype); the entry points fix ``m`` at compile time, so strides and loop bounds are
+constants.
 """
 
 from __future__ import annotations
@@ -25,166 +28,145 @@ import numpy as np
 
 
 @numba.njit(inline="always")
-def _bt(m, one, a):  # pragma: no cover - compiled
-    """BT @ a[:alpha] of F(m, 3)."""
-    a0, a1, a2, a3, a4, a5 = a
-    zero = one - one
+def _combine(m, coef, i, rows, dst):  # pragma: no cover - compiled
+    """dst[:] = sum_b coef[i, b] * rows[b][:len(dst)] over the alpha rows of the 6-tuple ``rows``."""
+    r0, r1, r2, r3, r4, r5 = rows
+    c0, c1, c2, c3 = coef[i, 0], coef[i, 1], coef[i, 2], coef[i, 3]
     if m == 2:
-        return a0 - a2, a1 + a2, a2 - a1, a1 - a3, zero, zero
-    two = one + one
-    four = two + two
-    return (four * (a0 - a2) + (a4 - a2), (a3 + a4) - four * (a1 + a2), four * (a1 - a2) + (a4 - a3),
-            two * (a3 - a1) + (a4 - a2), two * (a1 - a3) + (a4 - a2), four * (a1 - a3) + (a5 - a3))
+        for col in range(dst.size):
+            dst[col] = c0 * r0[col] + c1 * r1[col] + c2 * r2[col] + c3 * r3[col]
+    else:
+        c4, c5 = coef[i, 4], coef[i, 5]
+        for col in range(dst.size):
+            dst[col] = c0 * r0[col] + c1 * r1[col] + c2 * r2[col] + c3 * r3[col] + c4 * r4[col] + c5 * r5[col]
 
 
 @numba.njit(inline="always")
-def _at(m, one, a):  # pragma: no cover - compiled
-    """AT @ a[:alpha] of F(m, 3)."""
-    a0, a1, a2, a3, a4, a5 = a
-    zero = one - one
+def _rows(m, src, first, step, ch, start):  # pragma: no cover - compiled
+    """The alpha rows src[first + b*step, ch, start:] as a 6-tuple (F(2,3) repeats its first)."""
+    r0, r1 = src[first, ch, start:], src[first + step, ch, start:]
+    r2, r3 = src[first + 2 * step, ch, start:], src[first + 3 * step, ch, start:]
     if m == 2:
-        return a0 + a1 + a2, a1 - a2 - a3, zero, zero, zero, zero
-    two = one + one
-    four = two + two
-    eight = four + four
-    d12, s12, d34, s34 = a1 - a2, a1 + a2, a3 - a4, a3 + a4
-    return a0 + s12 + s34, d12 + two * d34, s12 + four * s34, d12 + eight * d34 + a5, zero, zero
+        return r0, r1, r2, r3, r0, r0
+    return r0, r1, r2, r3, src[first + 4 * step, ch, start:], src[first + 5 * step, ch, start:]
 
 
 @numba.njit(inline="always")
-def _column(m, src, row, step, ch, col):  # pragma: no cover - compiled
-    """src[row + b*step, ch, col] for b < alpha, as a 6-tuple."""
-    a0, a1 = src[row, ch, col], src[row + step, ch, col]
-    a2, a3 = src[row + 2 * step, ch, col], src[row + 3 * step, ch, col]
+def _phase_rows(m, ph, k, kk):  # pragma: no cover - compiled
+    """Input b of every tile as a row: phase b % m of lead position k (row (b % m)*kk + k of ph),
+    from column b // m; a 6-tuple like :func:`_rows`."""
+    r0, r1, r2, r3 = ph[k, 0, 0:], ph[kk + k, 0, 0:], ph[k, 0, 1:], ph[kk + k, 0, 1:]
     if m == 2:
-        return a0, a1, a2, a3, a3, a3
-    return a0, a1, a2, a3, src[row + 4 * step, ch, col], src[row + 5 * step, ch, col]
+        return r0, r1, r2, r3, r0, r0
+    return r0, r1, ph[2 * kk + k, 0, 0:], ph[3 * kk + k, 0, 0:], r2, r3
 
 
 @numba.njit(inline="always")
-def _put(count, dst, row, step, ch, col, vals):  # pragma: no cover - compiled
-    """dst[row + i*step, ch, col] = vals[i] for i < count (2, 4 or 6)."""
-    dst[row, ch, col] = vals[0]
-    dst[row + step, ch, col] = vals[1]
-    if count > 2:
-        dst[row + 2 * step, ch, col] = vals[2]
-        dst[row + 3 * step, ch, col] = vals[3]
-    if count > 4:
-        dst[row + 4 * step, ch, col] = vals[4]
-        dst[row + 5 * step, ch, col] = vals[5]
-
-
-@numba.njit(inline="always")
-def _lead_pass(forward, m, one, src, s_ch, s_col, dst, d_ch, d_col, outer, inner, size):  # pragma: no cover
-    """Transform one leading axis of the tile rows of src[:, s_ch] (rows viewed (outer, alpha, inner),
-    ``size`` tile columns from ``s_col``) into dst[:, d_ch] (rows (outer, alpha or m, inner), from ``d_col``)."""
+def _lead_pass(m, coef, src, s_row0, s_ch, dst, d_row0, d_ch, outer, inner, size):  # pragma: no cover
+    """Transform one leading axis: rows s_row0.. of src[:, s_ch] viewed (outer, alpha, inner) into
+    rows d_row0.. of dst[:, d_ch] viewed (outer, len(coef), inner); ``size`` tiles per row."""
     alpha = m + 2
-    n_out = alpha if forward else m
+    n_out = coef.shape[0]
     for o in range(outer):
-        for i in range(inner):
-            s_row = o * alpha * inner + i
-            d_row = o * n_out * inner + i
-            if forward:
-                for q in range(size):
-                    vals = _bt(m, one, _column(m, src, s_row, inner, s_ch, s_col + q))
-                    _put(alpha, dst, d_row, inner, d_ch, d_col + q, vals)
-            else:
-                for q in range(size):
-                    vals = _at(m, one, _column(m, src, s_row, inner, s_ch, s_col + q))
-                    _put(m, dst, d_row, inner, d_ch, d_col + q, vals)
+        for j in range(inner):
+            rows = _rows(m, src, s_row0 + o * alpha * inner + j, inner, s_ch, 0)
+            for i in range(n_out):
+                _combine(m, coef, i, rows, dst[d_row0 + (o * n_out + i) * inner + j, d_ch, :size])
 
 
 @numba.njit(inline="always")
-def _edge_tile(m, one, xrow, w0, col_stop, edge, dst, row, ch, col):  # pragma: no cover - compiled
-    """One tile of a row whose columns w0 + (0..alpha-1) may leave [0, col_stop): zeros there."""
-    zero = one - one
-    for b in range(m + 2):
-        w = w0 + b
-        edge[b] = xrow[w] if 0 <= w < col_stop else zero
-    _put(m + 2, dst, row, 1, ch, col, _bt(m, one, (edge[0], edge[1], edge[2], edge[3], edge[4], edge[5])))
-
-
-@numba.njit(inline="always")
-def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, v):  # pragma: no cover - compiled
-    """v[:, c, tiles of units u0..u1] = transformed input tiles of every channel c.
+def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, bt, v):  # pragma: no cover
+    """v[:, c, tiles of units u0..u1] = transformed input tiles of channels c0 <= c < c1.
 
     x (N, C, R_in, W_in); src_rows (rows, alpha^(nd-1)) input row per leading tile position
     (-1: zero); input column ``w - lo`` sits at tile-row column ``w``, valid below ``col_stop``;
-    v (alpha^nd, C, >= (u1-u0)*t_last).
+    bt (alpha, alpha); v (alpha^nd, C, (u1-u0)*(t_last+1)).
     """
-    channels = x.shape[1]
     rows, kk = src_rows.shape
     alpha = m + 2
-    one = v.dtype.type(1)
-    zero = one - one
-    size = (u1 - u0) * t_last
-    # tiles j whose alpha columns j*m - lo + (0..alpha-1) all lie in [0, col_stop)
-    j_in = min(max(0, -(-lo // m)), t_last)
-    j_out = max(j_in, min(t_last, (col_stop + lo - alpha) // m + 1))
-    edge = np.zeros(6, dtype=v.dtype)
-    # the last axis goes straight from x into rows (k, nu): of v itself in 1-D, else of a scratch
-    scratch = np.empty((kk * alpha, 1, size if nd > 1 else 0), dtype=v.dtype)
-    spare = np.empty((kk * alpha, 1, size if nd > 2 else 0), dtype=v.dtype)
-    for c in range(channels):
-        dst, ch = (scratch, 0) if nd > 1 else (v, c)
+    tw = t_last + 1
+    size = (u1 - u0) * tw
+    width = tw * m
+    w_lo = min(max(0, lo), width)
+    w_hi = max(w_lo, min(width, col_stop + lo))
+    row = np.zeros(width, dtype=v.dtype)  # one input row in tile-row columns, zero outside [w_lo, w_hi)
+    ph = np.zeros((m * kk, 1, size + 1), dtype=v.dtype)  # phase q of lead position k in row q*kk + k
+    # two regions of rows (k, nu) for the passes over the axes; never swapped as variables
+    # (numba then loses track of the arrays and the loops stop vectorising)
+    region = kk * alpha if nd > 1 else 0
+    scratch = np.empty((2 * region, 1, size), dtype=v.dtype)
+    for c in range(c0, c1):
         for uu in range(u1 - u0):
             n = (u0 + uu) // rows
             r = (u0 + uu) - n * rows
-            p = uu * t_last
+            base = uu * tw
             for k in range(kk):
                 s = src_rows[r, k]
                 if s < 0:
-                    for nu in range(alpha):
-                        for j in range(t_last):
-                            dst[k * alpha + nu, ch, p + j] = zero
+                    for q in range(m):
+                        ph[q * kk + k, 0, base:base + tw] = 0
                     continue
                 xrow = x[n, c, s]
-                for j in range(j_in, j_out):  # interior tiles: no bounds to check
-                    w = j * m - lo
-                    vals = _bt(m, one, (xrow[w], xrow[w + 1], xrow[w + 2], xrow[w + 3],
-                                        xrow[w + min(4, alpha - 1)], xrow[w + alpha - 1]))
-                    _put(alpha, dst, k * alpha, 1, ch, p + j, vals)
-                for j in range(j_in):  # tiles reaching into the padding
-                    _edge_tile(m, one, xrow, j * m - lo, col_stop, edge, dst, k * alpha, ch, p + j)
-                for j in range(j_out, t_last):
-                    _edge_tile(m, one, xrow, j * m - lo, col_stop, edge, dst, k * alpha, ch, p + j)
-        # leading axes; the last pass writes into v
-        src, other = scratch, spare
+                for w in range(w_lo, w_hi):
+                    row[w] = xrow[w - lo]
+                for j in range(tw):
+                    for q in range(m):
+                        ph[q * kk + k, 0, base + j] = row[j * m + q]
+        # last axis into rows (k, nu): of v itself in 1-D, else of the scratch
+        for k in range(kk):
+            tiles = _phase_rows(m, ph, k, kk)
+            for nu in range(alpha):
+                if nd == 1:
+                    _combine(m, bt, nu, tiles, v[nu, c])
+                else:
+                    _combine(m, bt, nu, tiles, scratch[k * alpha + nu, 0])
+        # leading axes, alternating between the regions; the last pass writes into v
         for axis in range(nd - 1):
             inner = alpha ** (nd - 1 - axis)
+            here = (axis % 2) * region
             if axis == nd - 2:
-                _lead_pass(True, m, one, src, 0, 0, v, c, 0, alpha ** axis, inner, size)
+                _lead_pass(m, bt, scratch, here, 0, v, 0, c, alpha ** axis, inner, size)
             else:
-                _lead_pass(True, m, one, src, 0, 0, other, 0, 0, alpha ** axis, inner, size)
-                src, other = other, src
+                _lead_pass(m, bt, scratch, here, 0, scratch, region - here, 0, alpha ** axis, inner, size)
 
 
 @numba.njit(inline="always")
-def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, y):  # pragma: no cover - compiled
-    """y[n, o, rows of units u0..u1] = inverse-transformed products prod (alpha^nd, O, tiles).
+def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, at, y):  # pragma: no cover
+    """y[n, o, rows of units u0..u1] = inverse-transformed products prod (alpha^nd, O, (u1-u0)*(t_last+1))
+    for the channels whose index within their group of ``per_group``, ``o % per_group``, is in [o0, o1).
 
     dst_rows (rows, m^(nd-1)) output row per leading output position (-1: beyond the output);
-    y (N, O, R_out, W_out).
+    at (m, alpha); y (N, O, R_out, W_out).
     """
     channels = y.shape[1]
     w_out = y.shape[3]
     rows, km = dst_rows.shape
     alpha = m + 2
-    one = y.dtype.type(1)
-    size = (u1 - u0) * t_last
+    tw = t_last + 1
+    size = (u1 - u0) * tw
     j_full = min(t_last, w_out // m)  # tiles whose m outputs all lie in the output
-    lead = m * alpha ** (nd - 2) * alpha if nd > 1 else 0
-    scratch = np.empty((lead, 1, size), dtype=y.dtype)
-    spare = np.empty((lead if nd > 2 else 0, 1, size), dtype=y.dtype)
+    region = m * alpha ** (nd - 1) if nd > 1 else 0  # rows of the largest intermediate
+    scratch = np.empty((2 * region, 1, size), dtype=y.dtype)  # two regions, as in the input kernel
+    out = np.empty((m, 1, size), dtype=y.dtype)
+    last = ((nd - 2) % 2) * region  # region holding the leading axes' result
     for o in range(channels):
-        # leading axes first, alpha -> m each, rows (m,)*axis + (alpha,)*(nd-axis)
-        src, ch, dst, other = prod, o, scratch, spare
+        if not o0 <= o % per_group < o1:
+            continue
+        # leading axes first, alpha -> m each: rows (m,)*(axis+1) + (alpha,)*(nd-1-axis) after a pass
         for axis in range(nd - 1):
-            _lead_pass(False, m, one, src, ch, 0, dst, 0, 0, m ** axis, alpha ** (nd - 1 - axis), size)
-            src, ch = dst, 0
-            dst, other = other, dst
-        # last axis, tile by tile into the output rows
+            inner = alpha ** (nd - 1 - axis)
+            here = (axis % 2) * region
+            if axis == 0:
+                _lead_pass(m, at, prod, 0, o, scratch, 0, 0, 1, inner, size)
+            else:
+                _lead_pass(m, at, scratch, region - here, 0, scratch, here, 0, m ** axis, inner, size)
         for qq in range(km):
+            # last axis for all tiles as m rows, then interleaved into the output rows
+            for yy in range(m):
+                if nd == 1:
+                    _combine(m, at, yy, _rows(m, prod, 0, 1, o, 0), out[yy, 0])
+                else:
+                    _combine(m, at, yy, _rows(m, scratch, last + qq * alpha, 1, 0, 0), out[yy, 0])
             for uu in range(u1 - u0):
                 n = (u0 + uu) // rows
                 r = (u0 + uu) - n * rows
@@ -192,40 +174,35 @@ def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, y):  # pragma: no c
                 if d < 0:
                     continue
                 yrow = y[n, o, d]
-                p = uu * t_last
-                for j in range(t_last):
-                    vals = _at(m, one, _column(m, src, qq * alpha, 1, ch, p + j))
-                    if j < j_full:
-                        yrow[j * m] = vals[0]
-                        yrow[j * m + 1] = vals[1]
-                        if m == 4:
-                            yrow[j * m + 2] = vals[2]
-                            yrow[j * m + 3] = vals[3]
-                    else:
-                        for yy in range(min(m, w_out - j * m)):
-                            yrow[j * m + yy] = vals[yy]
+                base = uu * tw
+                for j in range(j_full):
+                    for yy in range(m):
+                        yrow[j * m + yy] = out[yy, 0, base + j]
+                for j in range(j_full, t_last):
+                    for yy in range(w_out - j * m):
+                        yrow[j * m + yy] = out[yy, 0, base + j]
 
 
-# Entry points with the tile size a compile-time constant (strides and formulas specialised);
+# Entry points with the tile size a compile-time constant (strides and loop bounds specialised);
 # serial and GIL-free: callers run chunks on worker threads.
-@numba.njit(nogil=True, cache=True)
-def _input_transform_2(x, src_rows, lo, col_stop, nd, t_last, u0, u1, v):  # pragma: no cover
-    _input_transform(2, x, src_rows, lo, col_stop, nd, t_last, u0, u1, v)
+@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+def _input_transform_2(x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, bt, v):  # pragma: no cover
+    _input_transform(2, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, bt, v)
 
 
-@numba.njit(nogil=True, cache=True)
-def _input_transform_4(x, src_rows, lo, col_stop, nd, t_last, u0, u1, v):  # pragma: no cover
-    _input_transform(4, x, src_rows, lo, col_stop, nd, t_last, u0, u1, v)
+@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+def _input_transform_4(x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, bt, v):  # pragma: no cover
+    _input_transform(4, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, bt, v)
 
 
-@numba.njit(nogil=True, cache=True)
-def _output_transform_2(prod, dst_rows, nd, t_last, u0, u1, y):  # pragma: no cover
-    _output_transform(2, prod, dst_rows, nd, t_last, u0, u1, y)
+@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+def _output_transform_2(prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, at, y):  # pragma: no cover
+    _output_transform(2, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, at, y)
 
 
-@numba.njit(nogil=True, cache=True)
-def _output_transform_4(prod, dst_rows, nd, t_last, u0, u1, y):  # pragma: no cover
-    _output_transform(4, prod, dst_rows, nd, t_last, u0, u1, y)
+@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+def _output_transform_4(prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, at, y):  # pragma: no cover
+    _output_transform(4, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, at, y)
 
 
 #: m -> input / output transform kernel.

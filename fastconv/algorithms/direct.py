@@ -29,6 +29,8 @@ from ._layout import Spatial3d
 _RUN_BYTES = 8192
 #: Outputs computed together by the blocked micro-kernels (sharing their loads).
 _BLOCK = 4
+#: (input x output channels per group) from which matrix products win: direct declines.
+_WIDE = 64 * 64
 
 
 class _Forward(NamedTuple):
@@ -54,10 +56,6 @@ class _InputGrad(NamedTuple):
     rows: int
     chunk: int
     work: int  # accumulator elements x taps per input channel plane, over all phases
-
-
-def _run_elements(itemsize: int, blocked: bool) -> int:
-    return _RUN_BYTES // itemsize // (_BLOCK if blocked else 1)
 
 
 def _rows_chunk(out_rows: int, out_cols: int, pitch: int, run: int) -> tuple[int, int]:
@@ -93,35 +91,44 @@ def _pad4(n: int) -> int:
     return -(-n // _BLOCK) * _BLOCK
 
 
-def _taps(kernel) -> np.ndarray:
-    """(3, T) tap coordinates in weight order."""
-    return np.indices(kernel).reshape(3, -1)
+def _tap_phases(sp: Spatial3d) -> tuple[np.ndarray, np.ndarray]:
+    """Per tap (weight order), per dimension (3, T): its stride phase ``t*d % s`` and phase-row
+    shift ``t*d // s``."""
+    taps = np.indices(sp.kernel).reshape(3, -1) * np.array(sp.dilation)[:, None]
+    s = np.array(sp.stride)[:, None]
+    return taps % s, taps // s
 
 
 @functools.lru_cache(maxsize=256)
-def forward_layout(geom: ConvGeometry, itemsize: int, blocked: bool) -> _Forward:
+def forward_layout(geom: ConvGeometry, itemsize: int) -> _Forward:
+    """Runs of whole output rows laid out with the packed row pitch; taps are columns of a table.
+
+    (Blocking 4 output rows of one output instead, so that taps one row apart share loads,
+    measured slower even for 31x31 kernels: the runs become one short row.)
+    """
     sp = spatial3d(geom)
     reach = [(k - 1) * d // s for k, d, s in zip(sp.kernel, sp.dilation, sp.stride)]
     q = tuple(o + r for o, r in zip(sp.out_size, reach))
     phase = math.prod(q)
     packed = math.prod(sp.stride) * phase
-    taps = _taps(sp.kernel) * np.array(sp.dilation)[:, None]
-    s = np.array(sp.stride)[:, None]
-    f, r = taps % s, taps // s
+    f, r = _tap_phases(sp)
     tap_offsets = ((f[0] * sp.stride[1] + f[1]) * sp.stride[2] + f[2]) * phase + (r[0] * q[1] + r[1]) * q[2] + r[2]
     count = geom.in_per_group * tap_offsets.size
     offsets = np.full(_pad4(count), tap_offsets[0], dtype=np.int64)
     offsets[:count] = (np.arange(geom.in_per_group)[:, None] * packed + tap_offsets).ravel()
-    rows, chunk = _rows_chunk(sp.out_size[1], sp.out_size[2], q[2], _run_elements(itemsize, blocked))
+    run = _RUN_BYTES // itemsize // (_BLOCK if geom.out_per_group >= _BLOCK else 1)
+    rows, chunk = _rows_chunk(sp.out_size[1], sp.out_size[2], q[2], run)
     positions = _run_positions(sp.out_size[0], sp.out_size[1], sp.out_size[2], q[2], rows)
     return _Forward(q, packed, offsets, count, rows, chunk, positions)
 
 
 @functools.lru_cache(maxsize=256)
-def input_grad_layout(geom: ConvGeometry, itemsize: int, blocked: bool) -> _InputGrad:
+def input_grad_layout(geom: ConvGeometry, itemsize: int) -> _InputGrad:
+    """Each stride phase of the input gradient is a stride-1 correlation of the zero-margined
+    output gradient with the (output channel, tap) pairs of that phase, tap offsets negated."""
     sp = spatial3d(geom)
     ranges = []  # per dimension: (first, count) of phase-rows per phase, and the held index range
-    for n, k, d, s, lo, o in zip(sp.in_size, sp.kernel, sp.dilation, sp.stride, sp.lo, sp.out_size):
+    for n, k, d, s, lo in zip(sp.in_size, sp.kernel, sp.dilation, sp.stride, sp.lo):
         # input i has padded coordinate i + lo = a*s + f and meets output a - t*d//s of taps with t*d % s == f
         spans = [(-((f - lo) // s), (lo + n - 1 - f) // s) for f in range(s)]
         held = [a0 for a0, a1 in spans if a1 >= a0]
@@ -131,9 +138,7 @@ def input_grad_layout(geom: ConvGeometry, itemsize: int, blocked: bool) -> _Inpu
     e0 = tuple(r[1] for r in ranges)
     e = tuple(r[2] for r in ranges)
     packed = math.prod(e)
-    taps = _taps(sp.kernel) * np.array(sp.dilation)[:, None]
-    s = np.array(sp.stride)[:, None]
-    f, r = taps % s, taps // s
+    f, r = _tap_phases(sp)
     tap_offsets = -((r[0] * e[1] + r[1]) * e[2] + r[2])
     og = geom.out_per_group
     phases, offsets, columns, col = [], [], [], 0
@@ -155,7 +160,8 @@ def input_grad_layout(geom: ConvGeometry, itemsize: int, blocked: bool) -> _Inpu
                 columns.append(pick)
                 col += width
     widest = max(p[8] for p in phases)
-    rows, chunk = _rows_chunk(max(p[7] for p in phases), widest, e[2], _run_elements(itemsize, blocked))
+    run = _RUN_BYTES // itemsize // (_BLOCK if geom.in_per_group >= _BLOCK else 1)
+    rows, chunk = _rows_chunk(max(p[7] for p in phases), widest, e[2], run)
     work = sum(_run_positions(p[6], p[7], p[8], e[2], min(rows, p[7]) if p[8] <= chunk else 1) * p[10]
                for p in phases if p[7] and p[8])
     return _InputGrad(e0, e, np.array(phases, dtype=np.int64), np.concatenate(offsets), tuple(columns),
@@ -170,9 +176,13 @@ class Direct(Algorithm):
 
     # ---- planning ---------------------------------------------------------------------------
     def _declines(self, geom: ConvGeometry) -> str | None:
-        """The grouping this plug-in leaves to others."""
+        """The groupings this plug-in leaves to others."""
         if geom.groups == geom.in_channels:
             return "direct: depthwise (groups == in_channels) runs as 'depthwise'"
+        if geom.in_per_group * geom.out_per_group >= _WIDE:
+            # measured: ties gemm at 64 x 64 channels per group (3x3, and k=2 dilated 1-D), 1.6-2x slower at 256
+            return (f"direct: {geom.in_per_group} x {geom.out_per_group} channels per group; BLAS matrix products "
+                    f"(gemm) are faster")
         return None
 
     def supports(self, geom, dtype, op):
@@ -183,6 +193,10 @@ class Direct(Algorithm):
         reason = self._declines(geom)
         if reason:
             return reason
+        bound = self.error_bound(geom, dtype, op)
+        if bound > _config.max_relative_error:
+            return (f"{self.name}: summing {self._terms(geom, op)} products in order (relative error up to "
+                    f"{bound:.2g}) exceeds max_relative_error={_config.max_relative_error:.2g} (fastconv.set_accuracy)")
         scratch = self._scratch_bytes(geom, np.dtype(dtype).itemsize, op) * _threads()
         if scratch > _config.workspace_bytes:
             return (f"{self.name}: packed planes need {scratch / 2**20:.0f} MiB, over the workspace budget "
@@ -190,47 +204,58 @@ class Direct(Algorithm):
         return None
 
     @staticmethod
+    def _terms(geom: ConvGeometry, op: str) -> int:
+        """Products summed in order into one result (weight gradients sum 8-lane partial dot
+        products of one run, then add runs in float64)."""
+        if op == "input_grad":
+            return geom.out_per_group * -(-geom.kernel_volume // math.prod(geom.stride))
+        if op == "weight_grad":
+            return -(-_RUN_BYTES // 8)
+        return geom.in_per_group * geom.kernel_volume
+
+    def error_bound(self, geom: ConvGeometry, dtype, op: str) -> float:
+        """Relative error of a sum of n products in order: ~unit roundoff x sqrt(n) for random signs
+        (measured 2e-6 in float32 for n = 12544, below this bound of 6.8e-6)."""
+        return np.finfo(dtype).eps / 2 * math.sqrt(self._terms(geom, op))
+
+    @staticmethod
     def _scratch_bytes(geom: ConvGeometry, itemsize: int, op: str) -> int:
         """Per-thread buffers: the packed planes of one group and the accumulator runs."""
+        run = _BLOCK * _RUN_BYTES
         if op == "input_grad":
-            lay = input_grad_layout(geom, itemsize, geom.in_per_group >= _BLOCK)
-            return (geom.out_per_group * math.prod(lay.e) + _BLOCK * _RUN_BYTES // itemsize) * itemsize
-        lay = forward_layout(geom, itemsize, geom.out_per_group >= _BLOCK)
-        return (geom.in_per_group * lay.packed + _BLOCK * _RUN_BYTES // itemsize) * itemsize
+            return geom.out_per_group * math.prod(input_grad_layout(geom, itemsize).e) * itemsize + run
+        return geom.in_per_group * forward_layout(geom, itemsize).packed * itemsize + run
 
     def cost(self, geom, dtype, op):
         from .. import _cost_model as cm
         itemsize = np.dtype(dtype).itemsize
         n, g = geom.batch, geom.groups
-        if op == "input_grad":
-            per, other = geom.in_per_group, geom.out_per_group  # computed / contracted channels per group
-            lay = input_grad_layout(geom, itemsize, per >= _BLOCK)
-            work_single, work_blocked = lay.work, lay.work  # taps are zero-padded to 4 per phase
-            block = _block(per, n * g)
-            packs = n * g * -(-per // block) * other * math.prod(lay.e)
-            moved = packs + math.prod(geom.input_shape)
+        if op == "input_grad":  # computes input channels, each a sum over the group's outputs
+            per, other = geom.in_per_group, geom.out_per_group
+            lay = input_grad_layout(geom, itemsize)
+            single = blocked = lay.work  # per-phase tap lists are zero-padded to 4
+            planes, written = math.prod(lay.e), math.prod(geom.input_shape)
         else:
             per, other = geom.out_per_group, geom.in_per_group
-            lay = forward_layout(geom, itemsize, per >= _BLOCK)
-            work_single, work_blocked = lay.positions * lay.count, lay.positions * lay.offsets.size
-            block = _block(per, g if op == "weight_grad" else n * g)
-            packs = n * g * -(-per // block) * other * lay.packed
-            moved = packs + math.prod(geom.output_shape)
+            lay = forward_layout(geom, itemsize)
+            single, blocked = lay.positions * lay.count, lay.positions * lay.offsets.size
+            planes, written = lay.packed, math.prod(geom.output_shape)
+        block = _block(per, g if op == "weight_grad" else n * g)
         jobs = n * g * -(-per // block)  # weight_grad splits the batch across jobs too
-        blocked = per // _BLOCK * _BLOCK if per >= _BLOCK else 0
-        seconds = (n * g * (blocked * work_blocked * cm.DIRECT_SECONDS_PER_BLOCKED_MAC
-                            + (per - blocked) * work_single * cm.DIRECT_SECONDS_PER_MAC)
-                   + moved * cm.DIRECT_SECONDS_PER_ELEMENT)
+        together = per // _BLOCK * _BLOCK
+        seconds = (n * g * (together * blocked * cm.DIRECT_SECONDS_PER_BLOCKED_MAC
+                            + (per - together) * single * cm.DIRECT_SECONDS_PER_MAC)
+                   + (jobs * other * planes + written) * cm.DIRECT_SECONDS_PER_ELEMENT)
         # the constants are for every core busy; fewer jobs than threads leave cores idle
         threads = _threads()
-        return seconds * threads / min(threads, max(jobs, 1)) + cm.DIRECT_SECONDS_PER_CALL
+        return seconds * threads / min(threads, jobs) + cm.DIRECT_SECONDS_PER_CALL
 
     # ---- ops --------------------------------------------------------------------------------
     def forward(self, x, w, geom):
         from . import _direct_kernels as k
         sp = spatial3d(geom)
         og = geom.out_per_group
-        lay = forward_layout(geom, x.itemsize, og >= _BLOCK)
+        lay = forward_layout(geom, x.itemsize)
         table = np.zeros((geom.out_channels, lay.offsets.size), dtype=x.dtype)
         table[:, :lay.count] = w.reshape(geom.out_channels, lay.count)
         jobs = geom.batch * geom.groups
@@ -238,31 +263,31 @@ class Direct(Algorithm):
         segments = sp.out_size[0] * -(-sp.out_size[1] // lay.rows) * -(-sp.out_size[2] // lay.chunk)
         parts = max(1, min(segments, -(-2 * _threads() // (jobs * -(-og // oblock)))))
         y = np.empty(geom.output_shape, dtype=x.dtype)
-        _dynamic(k.forward)(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, y.reshape(-1), sp.out_size,
-                  sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, parts)
+        _dynamic(k.forward)(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, y.reshape(-1),
+                            sp.out_size, sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, parts)
         return y
 
     def input_grad(self, dy, w, geom):
         from . import _direct_kernels as k
         sp = spatial3d(geom)
         cg, og = geom.in_per_group, geom.out_per_group
-        lay = input_grad_layout(geom, dy.itemsize, cg >= _BLOCK)
+        lay = input_grad_layout(geom, dy.itemsize)
         # table[c, column] = w[group(c)*og + o, c % cg, tap] for the (o, tap) of each column
         wg = w.reshape(geom.groups, og, cg, -1)
         outs, taps = np.concatenate(lay.columns, axis=1)
         table = wg[:, np.maximum(outs, 0), :, taps].transpose(1, 2, 0)  # (G, cg, columns)
         table = np.where(outs >= 0, table, 0).astype(dy.dtype).reshape(geom.in_channels, -1)
         dx = np.empty(geom.input_shape, dtype=dy.dtype)
-        _dynamic(k.input_grad)(_flat(dy), sp.out_size, geom.out_channels, np.ascontiguousarray(table), lay.offsets, lay.phases,
-                     dx.reshape(-1), sp.in_size, sp.lo, sp.stride, lay.e0, lay.e, lay.rows, lay.chunk, geom.groups,
-                     _block(cg, geom.batch * geom.groups))
+        _dynamic(k.input_grad)(_flat(dy), sp.out_size, geom.out_channels, np.ascontiguousarray(table), lay.offsets,
+                               lay.phases, dx.reshape(-1), sp.in_size, sp.lo, sp.stride, lay.e0, lay.e, lay.rows,
+                               lay.chunk, geom.groups, _block(cg, geom.batch * geom.groups))
         return dx
 
     def weight_grad(self, x, dy, geom):
         from . import _direct_kernels as k
         sp = spatial3d(geom)
         og = geom.out_per_group
-        lay = forward_layout(geom, x.itemsize, og >= _BLOCK)
+        lay = forward_layout(geom, x.itemsize)
         oblock = _block(og, geom.groups)
         splits = max(1, min(geom.batch, -(-2 * _threads() // (geom.groups * -(-og // oblock)))))
         partial = np.zeros((splits, geom.out_channels, lay.offsets.size))

@@ -84,7 +84,7 @@ class Gemm(Algorithm):
                 for i in range(tile.n0, tile.n0 + tile.nt):
                     np.matmul(wm, xf[i, :, :, tile.l0:tile.l0 + tile.lt], out=yf[i, :, :, tile.l0:tile.l0 + tile.lt])
 
-            par.for_each(list(tiles(geom, x.dtype, 0, n)), product, n, x.dtype)
+            par.for_each(tiles(geom, x.dtype, 0, n), product, n, x.dtype)
         elif _channels_last(geom):
             _forward_channels_last(x, w, geom, y, n)
         else:
@@ -127,7 +127,6 @@ class Gemm(Algorithm):
         g, og = geom.groups, geom.out_per_group
         shape = (g, geom.in_per_group * geom.kernel_volume, og)
         n = par.workers(geom.macs)
-        dy3 = np.ascontiguousarray(dy).reshape(geom.batch, geom.out_channels, -1)
         if geom.is_pointwise:
             xf, dyf = _flat(x, geom, geom.in_per_group), _flat(dy, geom, og)
 
@@ -137,10 +136,11 @@ class Gemm(Algorithm):
                     positions = slice(tile.l0, tile.l0 + tile.lt)
                     dw_t += xf[i, :, :, positions] @ np.swapaxes(dyf[i, :, :, positions], -1, -2)
 
-            work = list(tiles(geom, x.dtype, 0, n))
+            work = tiles(geom, x.dtype, 0, n)
         else:
             s3 = spatial3d(geom)
             x5 = as5d(x, s3.in_size)
+            dy3 = np.ascontiguousarray(dy).reshape(geom.batch, geom.out_channels, -1)
 
             def accumulate(tile, scratch):
                 cols = pack(x5, geom, s3, tile, scratch)
@@ -148,7 +148,7 @@ class Gemm(Algorithm):
                 _to_position_rows(dy3, tile.n0, tile.nt, tile.l0, tile.lt, dy_t)
                 scratch.accumulator("dw_t", shape)[...] += cols @ dy_t.reshape(-1, g, og).transpose(1, 0, 2)
 
-            work = list(tiles(geom, x.dtype, _rows(geom) + geom.out_channels, n))
+            work = tiles(geom, x.dtype, _rows(geom) + geom.out_channels, n)
         scratches = par.for_each(work, accumulate, n, x.dtype)
         dw_t = sum(s.accumulator("dw_t", shape) for s in scratches)
         return np.swapaxes(dw_t, 1, 2).reshape(geom.weight_shape)
@@ -252,7 +252,8 @@ def _from_position_rows(rows: np.ndarray, a3: np.ndarray, n0: int, nt: int, star
 
 def _channels_last(geom: ConvGeometry) -> bool:
     """Whether the forward pass runs channels-last (see CHANNELS_LAST_MIN_DEPTH)."""
-    return geom.kernel_volume > 1 and geom.in_per_group * geom.kernel_volume >= CHANNELS_LAST_MIN_DEPTH * geom.out_per_group
+    depth = geom.in_per_group * geom.kernel_volume
+    return geom.kernel_volume > 1 and depth >= CHANNELS_LAST_MIN_DEPTH * geom.out_per_group
 
 
 def _rows(geom: ConvGeometry) -> int:

@@ -38,6 +38,10 @@ from ._layout import Scratch
 #: Transform-domain bytes per chunk (inputs + products) when the workspace allows more:
 #: chunks this small stay in cache between the three passes of a worker.
 _CHUNK_BYTES = 4 * 2**20
+#: Whole chunks per worker (a shared queue balances them), and the fewest tiles a chunk's
+#: products may have in that mode (thinner products run BLAS far below its peak).
+_CHUNKS_PER_WORKER = 4
+_MIN_TILES_PER_CHUNK = 64
 
 
 class Winograd(Algorithm):
@@ -91,7 +95,7 @@ class Winograd(Algorithm):
     def _unit_bytes(self, geom: ConvGeometry, dtype) -> int:
         """Transform-domain scratch of one tile row (inputs and products)."""
         points = (self.m + 2) ** geom.nd
-        return points * (geom.in_channels + geom.out_channels) * wt.tiles(geom, self.m)[-1] * np.dtype(dtype).itemsize
+        return points * (geom.in_channels + geom.out_channels) * (wt.tiles(geom, self.m)[-1] + 1) * np.dtype(dtype).itemsize
 
     # ---- running ----------------------------------------------------------------------
     def forward(self, x, w, geom):
@@ -100,25 +104,44 @@ class Winograd(Algorithm):
         points = (m + 2) ** nd
         src_rows, dst_rows = wt.row_tables(geom, m)
         t_last = wt.tiles(geom, m)[-1]
+        tw = t_last + 1  # tiles per tile row in the transform domain, with a spare one
         u = wt.weight_transform(w, geom, m)  # (points, G, Og, Cg)
         x4 = x.reshape(geom.batch, geom.in_channels, -1, geom.in_size[-1])
         y = np.empty((geom.batch, geom.out_channels, math.prod(geom.out_size[:-1]), geom.out_size[-1]), dtype=dtype)
         lo, hi = geom.padding[-1]
         col_stop = geom.in_size[-1] + min(hi, 0)
+        cg, og, channels = geom.in_per_group, geom.out_per_group, geom.in_channels
+        bt, _, at = (a.astype(dtype) for a in wt.matrices(m))
+
+        def buffers(chunk, scratch):
+            tiles = (chunk[1] - chunk[0]) * tw
+            return (scratch.get("v", (points, channels, tiles)), scratch.get("prod", (points, geom.out_channels, tiles)))
+
+        def transform(chunk, c_range, v):
+            INPUT_TRANSFORM[m](x4, src_rows, lo, col_stop, nd, t_last, *chunk, *c_range, bt, v)
+
+        def multiply(chunk, o_range, v, prod):
+            tiles = v.shape[-1]
+            o0, o1 = o_range
+            np.matmul(u[:, :, o0:o1], v.reshape(points, geom.groups, cg, tiles),
+                      out=prod.reshape(points, geom.groups, og, tiles)[:, :, o0:o1])
+            OUTPUT_TRANSFORM[m](prod, dst_rows, nd, t_last, *chunk, o0, o1, og, at, y)
+
+        def whole(chunk, scratch):
+            v, prod = buffers(chunk, scratch)
+            transform(chunk, (0, channels), v)
+            multiply(chunk, (0, og), v, prod)
+
         n = par.workers(self._macs(geom))
-        chunks = self._chunks(geom, dtype, src_rows.shape[0], n)
-
-        def run(chunk: tuple[int, int], scratch: Scratch) -> None:
-            u0, u1 = chunk
-            tiles = (u1 - u0) * t_last
-            v = scratch.get("v", (points, geom.in_channels, tiles))
-            prod = scratch.get("prod", (points, geom.out_channels, tiles))
-            INPUT_TRANSFORM[m](x4, src_rows, lo, col_stop, nd, t_last, u0, u1, v)
-            np.matmul(u, v.reshape(points, geom.groups, geom.in_per_group, tiles),
-                      out=prod.reshape(points, geom.groups, geom.out_per_group, tiles))
-            OUTPUT_TRANSFORM[m](prod, dst_rows, nd, t_last, u0, u1, y)
-
-        par.for_each(chunks, run, n, dtype)
+        chunks, split_chunks = self._chunks(geom, dtype, src_rows.shape[0], n)
+        if not split_chunks:  # each worker takes whole chunks
+            par.for_each(chunks, whole, n, dtype)
+        else:  # few chunks, many channels: workers share each chunk's channels
+            scratch = Scratch(dtype)
+            for chunk in chunks:
+                v, prod = buffers(chunk, scratch)
+                par.for_each(par.split(channels, n), lambda c_range, _: transform(chunk, c_range, v), n, dtype)
+                par.for_each(par.split(og, n), lambda o_range, _: multiply(chunk, o_range, v, prod), n, dtype)
         return y.reshape(geom.output_shape)
 
     def _macs(self, geom: ConvGeometry) -> int:
@@ -126,13 +149,24 @@ class Winograd(Algorithm):
         return (self.m + 2) ** geom.nd * geom.out_per_group * geom.in_channels * geom.batch * math.prod(
             wt.tiles(geom, self.m))
 
-    def _chunks(self, geom: ConvGeometry, dtype, rows: int, workers: int) -> list[tuple[int, int]]:
-        """Ranges of tile rows (units) whose transform-domain scratch stays cache-sized and,
-        over all workers, within the workspace budget."""
+    def _chunks(self, geom: ConvGeometry, dtype, rows: int, workers: int) -> tuple[list[tuple[int, int]], bool]:
+        """Ranges of tile rows (units) to run one after another or side by side, and whether the
+        workers split each chunk's channels rather than take whole chunks.
+
+        A chunk's transform-domain scratch stays cache-sized, unless the transformed weights are
+        larger (each chunk reads them all: fewer, bigger chunks), and within the workspace budget.
+        Whole chunks go to workers when there are enough of them with enough tiles each.
+        """
         units = geom.batch * rows
-        budget = (_config.workspace_bytes - self._fixed_bytes(geom, dtype)) // workers
-        step = max(1, min(budget, _CHUNK_BYTES) // self._unit_bytes(geom, dtype))
-        return par.split(units, max(-(-units // step), min(units, 4 * workers) if workers > 1 else 1))
+        unit_bytes = self._unit_bytes(geom, dtype)
+        free = _config.workspace_bytes - self._fixed_bytes(geom, dtype)
+        target = max(_CHUNK_BYTES, 2 * self._fixed_bytes(geom, dtype))
+        tiles = units * wt.tiles(geom, self.m)[-1]
+        if workers > 1 and units >= _CHUNKS_PER_WORKER * workers and tiles >= _MIN_TILES_PER_CHUNK * _CHUNKS_PER_WORKER * workers:
+            step = max(1, min(free // workers, target) // unit_bytes)
+            return par.split(units, max(-(-units // step), _CHUNKS_PER_WORKER * workers)), False
+        step = max(1, min(free, target) // unit_bytes)
+        return par.split(units, -(-units // step)), workers > 1
 
 
 #: Relative-error growth factors (bound / (unit roundoff * sqrt(in_per_group))) per tile

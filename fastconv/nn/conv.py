@@ -90,8 +90,7 @@ class _ConvNd(Module):
         init.kaiming_uniform_(self.weight, a=math.sqrt(5), generator=rng)
         if self.bias is not None:
             fan_in, _ = init.fan_in_and_fan_out(self.weight.shape)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound, generator=rng)
+            init.uniform_(self.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=rng)
 
     # ---- saved state for backward ----------------------------------------------------
     def _save(self, state) -> None:

@@ -149,7 +149,7 @@ class Module:
         self._modules.pop(name, None)
         self._parameters[name] = param
 
-    def add_module(self, name: str, module: "Module | None") -> None:
+    def add_module(self, name: str, module: Module | None) -> None:
         """Register a child module under ``name`` (its parameters get the prefix ``name.``)."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {name!r} must be a fastconv.nn.Module, got {type(module).__name__}")
@@ -160,19 +160,19 @@ class Module:
         self._modules[name] = module
 
     # ---- traversal -------------------------------------------------------------------
-    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         return ((name, m) for name, m in self._modules.items() if m is not None)
 
-    def children(self) -> Iterator["Module"]:
+    def children(self) -> Iterator[Module]:
         return (m for _, m in self.named_children())
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         """This module and every descendant, with dotted names (this one is ``prefix``)."""
         yield prefix, self
         for name, child in self.named_children():
             yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
 
-    def modules(self) -> Iterator["Module"]:
+    def modules(self) -> Iterator[Module]:
         return (m for _, m in self.named_modules())
 
     def _named_parameters_all(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
@@ -195,7 +195,7 @@ class Module:
         return (p for _, p in self.named_parameters(recurse=recurse))
 
     # ---- weights ---------------------------------------------------------------------
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Parameter name -> array, with torch's keys (``0.weight``, ``block.conv.bias``).
 
         The arrays are the parameters' own (not copies), as torch's state_dict shares storage.
@@ -253,13 +253,13 @@ class Module:
             p.grad = None if set_to_none or p.grad is None else np.zeros_like(p.grad)
 
     # ---- modes and calls -------------------------------------------------------------
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         """Set training mode on this module and its descendants (forward keeps inputs for backward)."""
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         """Inference mode: forward keeps no inputs, backward is unavailable."""
         return self.train(False)
 
@@ -341,7 +341,7 @@ class Sequential(Module):
             return Sequential(OrderedDict(items[index]))
         return items[index][1]
 
-    def append(self, module: Module) -> "Sequential":
+    def append(self, module: Module) -> Sequential:
         self.add_module(str(len(self)), module)
         return self
 
