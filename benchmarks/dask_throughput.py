@@ -59,15 +59,17 @@ def main(argv=None) -> int:
             xd = client.persist(da.random.default_rng(0).standard_normal(x_shape, chunks=chunks, dtype=np.float32))
             x = xd.compute()
             w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
+            # a fresh weight per call: equal keys would let the scheduler reuse results still in memory
+            weights = iter([w * np.float32(1 + 1e-6 * i) for i in range(3 * (args.repeats + 1))])
 
             def in_memory():
-                conv(x, w, **kwargs)
+                conv(x, next(weights), **kwargs)
 
             def on_workers():
-                wait(client.persist(conv(xd, w, **kwargs)))
+                wait(client.persist(conv(xd, next(weights), **kwargs)))
 
             def gathered():
-                conv(xd, w, **kwargs).compute()
+                conv(xd, next(weights), **kwargs).compute()
 
             mem, dsk, gat = _interleaved_medians([in_memory, on_workers, gathered], args.repeats)
             print(f"{name:30s} {mem:10.3f} {dsk:10.3f} {mem / dsk:6.2f} {gat:10.3f} {mem / gat:6.2f}")

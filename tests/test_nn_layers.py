@@ -76,13 +76,19 @@ def _build(case, np_dtype=np.float64):
     return ours, theirs
 
 
+def _random(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if np.dtype(dtype).kind == "c" else 0)
+    return values.astype(dtype)
+
+
 def _check_against_torch(ours, theirs, x, tol, **forward_kw):
     xt = torch.tensor(x, requires_grad=True)
     yt = theirs(xt, **forward_kw)
     y = ours(x, **forward_kw)
     scale = max(1.0, float(np.abs(yt.detach().numpy()).max()))
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=0, atol=tol * scale)
-    g = np.random.default_rng(2).standard_normal(y.shape).astype(x.dtype)
+    g = _random(y.shape, x.dtype, seed=2)
     yt.backward(torch.from_numpy(g))
     dx = ours.backward(g)
     assert dx.shape == x.shape and dx.dtype == x.dtype
@@ -110,6 +116,15 @@ def test_layer_matches_torch_float32_unbatched(case):
     ours, theirs = _build(case, np.float32)
     x = np.random.default_rng(3).standard_normal((case[2]["in_channels"], *SIZES[case[1]])).astype(np.float32)
     _check_against_torch(ours, theirs, x, 2e-5)
+
+
+@pytest.mark.parametrize("case", [c for i, c in enumerate(CASES) if i % 5 == 0 or c[0].startswith("ConvTranspose")],
+                         ids=lambda c: _id(c))
+def test_layer_matches_torch_complex128(case):
+    """Complex gradients are adjoints, as torch's autograd: transposed layers conjugate where roles swap."""
+    ours, theirs = _build(case, np.complex128)
+    x = _random((2, case[2]["in_channels"], *SIZES[case[1]]), np.complex128, seed=5)
+    _check_against_torch(ours, theirs, x, 1e-12)
 
 
 @pytest.mark.parametrize("output_size", [(13, 12), (14, 11)])

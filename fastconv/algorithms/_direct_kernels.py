@@ -5,8 +5,8 @@ into a small per-thread buffer, zero-padded (padding never touches the caller's 
 into stride phases, so that every kernel tap becomes a constant offset into that buffer and an
 output segment is ``acc[q] = sum_t w[t] * src[base + offset[t] + q]`` over a contiguous run of
 ``q``: long unit-stride loops numba vectorises, whatever the stride, dilation or padding. The
-output positions of a run are whole output rows laid out with the buffer's row pitch (the few
-columns past the row's end are computed and dropped), or a slice of one long row.
+output positions of a run are whole output rows laid out with the buffer's row pitch (the
+columns between two rows are computed and dropped), or a slice of one long row.
 
 * forward: src = packed input channels of one group, taps = (input channel, kernel tap).
 * input_grad: src = the output gradient of one group, zero-margined; each stride phase of the
@@ -16,7 +16,8 @@ columns past the row's end are computed and dropped), or a slice of one long row
 
 Micro-kernels handle 4 taps per pass over the accumulator, for one output or for four outputs
 that share their loads (4 output channels, or 4 input channels for input_grad). Spatial
-parameters are 3-D: callers view 1-D and 2-D convolutions as 3-D ones (``_layout.spatial3d``).
+parameters are 3-D: callers view 1-D and 2-D convolutions as 3-D ones with leading size-1
+dimensions (``direct.spatial3d``), runs spanning rows along the middle one.
 
 Imported lazily (numba is slow to import); compiled once per dtype and cached on disk.
 """
@@ -54,6 +55,12 @@ def _segment(seg, rblocks, cchunks, rows, nrows, chunk, ncols):
     r0 = r * rows
     c0 = c * chunk
     return d, r0, min(rows, nrows - r0), c0, min(chunk, ncols - c0)
+
+
+@numba.njit(cache=True)
+def _longest_run(rows, pitch, ncols, chunk):
+    """Accumulator elements of the longest run: ``rows`` whole rows, or one chunk of a long row."""
+    return (rows - 1) * pitch + ncols if ncols <= chunk else chunk
 
 
 @numba.njit(cache=True)
@@ -264,7 +271,7 @@ def forward(x, in_size, channels, w, offs, count, y, out_size, lo, stride, q, ro
     rblocks = (oh_ + rows - 1) // rows
     cchunks = (ow_ + chunk - 1) // chunk
     nseg = od_ * rblocks * cchunks
-    longest = max((rows - 1) * qw + ow_, chunk)
+    longest = _longest_run(rows, qw, ow_, chunk)
     batch = x.size // (channels * plane_in)
     for job in prange(batch * groups * nob * parts):
         part = job % parts
@@ -318,8 +325,7 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
     lo_dy = (-e0[0], -e0[1], -e0[2])
     longest = 1
     for p in range(phases.shape[0]):
-        rows_p = min(rows, phases[p, 7])
-        longest = max(longest, (rows_p - 1) * ew + min(phases[p, 8], chunk))
+        longest = max(longest, _longest_run(min(rows, phases[p, 7]), ew, phases[p, 8], chunk))
     for job in prange(batch * groups * ncb):
         jb = job % ncb
         g = (job // ncb) % groups
@@ -381,7 +387,7 @@ def weight_grad(x, in_size, channels, dy, out_size, out_channels, offs, count, l
     rblocks = (oh_ + rows - 1) // rows
     cchunks = (ow_ + chunk - 1) // chunk
     nseg = od_ * rblocks * cchunks
-    longest = max((rows - 1) * qw + ow_, chunk) if cchunks == 1 else chunk
+    longest = _longest_run(rows, qw, ow_, chunk)
     batch = x.size // (channels * plane_in)
     width = offs.shape[0]
     splits = partial.shape[0]

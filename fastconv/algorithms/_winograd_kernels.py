@@ -84,12 +84,16 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, b
     """
     rows, kk = src_rows.shape
     alpha = m + 2
+    zero = v.dtype.type(0)
     tw = t_last + 1
     size = (u1 - u0) * tw
-    width = tw * m
-    w_lo = min(max(0, lo), width)
-    w_hi = max(w_lo, min(width, col_stop + lo))
-    row = np.zeros(width, dtype=v.dtype)  # one input row in tile-row columns, zero outside [w_lo, w_hi)
+    # phase q of a row holds input columns j*m + q - lo; tiles j_lo[q] <= j < j_hi[q] read real
+    # columns, in [0, col_stop), the others the zero padding
+    j_lo = np.empty(m, dtype=np.int64)
+    j_hi = np.empty(m, dtype=np.int64)
+    for q in range(m):
+        j_lo[q] = min(max(0, -((q - lo) // m)), tw)
+        j_hi[q] = max(j_lo[q], min(tw, (col_stop - 1 + lo - q) // m + 1))
     ph = np.zeros((m * kk, 1, size + 1), dtype=v.dtype)  # phase q of lead position k in row q*kk + k
     # two regions of rows (k, nu) for the passes over the axes; never swapped as variables
     # (numba then loses track of the arrays and the loops stop vectorising)
@@ -102,16 +106,20 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, b
             base = uu * tw
             for k in range(kk):
                 s = src_rows[r, k]
-                if s < 0:
-                    for q in range(m):
-                        ph[q * kk + k, 0, base:base + tw] = 0
-                    continue
-                xrow = x[n, c, s]
-                for w in range(w_lo, w_hi):
-                    row[w] = xrow[w - lo]
-                for j in range(tw):
-                    for q in range(m):
-                        ph[q * kk + k, 0, base + j] = row[j * m + q]
+                # one phase at a time: one store stream per loop (explicit loops: numba's slice
+                # assignments and views cost more than these short rows)
+                for q in range(m):
+                    i = q * kk + k
+                    if s < 0:
+                        for j in range(tw):
+                            ph[i, 0, base + j] = zero
+                        continue
+                    for j in range(j_lo[q]):
+                        ph[i, 0, base + j] = zero
+                    for j in range(j_lo[q], j_hi[q]):
+                        ph[i, 0, base + j] = x[n, c, s, j * m + q - lo]
+                    for j in range(j_hi[q], tw):
+                        ph[i, 0, base + j] = zero
         # last axis into rows (k, nu): of v itself in 1-D, else of the scratch
         for k in range(kk):
             tiles = _phase_rows(m, ph, k, kk)

@@ -214,8 +214,11 @@ class _ConvTranspose(_ConvNd):
         dy = dy[(Ellipsis, *(slice(0, n + min(hi, 0)) for n, (_, hi) in zip(geom.in_size, geom.padding)))]
         padding = tuple((lo, max(hi, 0)) for lo, hi in geom.padding)
         args = (self.stride, padding, self.dilation, self.groups)
-        self.weight.accumulate(getattr(grad, f"conv{self._nd}d_weight")(dy, w.shape, x, *args))
-        dx = getattr(functional, f"conv{self._nd}d")(dy, w, None, *args)
+        # complex gradients are adjoints (conjugate transposes, as torch): swapping the roles of
+        # input and grad_output, or using G itself rather than its adjoint, conjugates them
+        conj = np.conj if np.iscomplexobj(w) else (lambda a: a)
+        self.weight.accumulate(conj(getattr(grad, f"conv{self._nd}d_weight")(dy, w.shape, x, *args)))
+        dx = getattr(functional, f"conv{self._nd}d")(dy, conj(w), None, *args)
         return dx[0] if unbatched else dx
 
 
