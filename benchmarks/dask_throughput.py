@@ -5,7 +5,7 @@ path gets the same values already chunked and held by 2 worker processes (1 thre
 in all) and leaves the result there, chunked (``persist``): the steady state of a pipeline.
 The time to also gather the result back into the client is reported beside it.
 
-    python benchmarks/dask_throughput.py [--repeats 5]
+    python benchmarks/dask_throughput.py [--repeats 5] [--malloc-trim 1073741824]
 
 Prints, per case, median seconds and the ratio in-memory time / Dask time (>= 0.8 is the target).
 """
@@ -20,7 +20,7 @@ import numpy as np
 
 #: name -> (input shape, weight shape, conv kwargs, chunks)
 CASES = {
-    "resnet 3x3, batch chunks": ((32, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), (4, 64, 56, 56)),
+    "resnet 3x3, batch chunks": ((64, 64, 56, 56), (64, 64, 3, 3), dict(padding=1), (8, 64, 56, 56)),
     "large image, spatial chunks": ((1, 32, 768, 768), (32, 32, 3, 3), dict(padding=1), (1, 32, 192, 192)),
     "volume 3x3x3, spatial chunks": ((1, 8, 96, 128, 128), (8, 8, 3, 3, 3), dict(padding=1), (1, 8, 48, 64, 64)),
 }
@@ -43,13 +43,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--malloc-trim", type=int, default=None, metavar="BYTES",
+                        help="the workers' MALLOC_TRIM_THRESHOLD_ (distributed sets 65536, which returns "
+                             "freed memory to the OS at once, so every large temporary page-faults anew)")
     args = parser.parse_args(argv)
 
+    import dask
     import dask.array as da
     from distributed import Client, wait
 
     from fastconv.functional import conv
 
+    if args.malloc_trim is not None:
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": args.malloc_trim})
     rng = np.random.default_rng(0)
     with Client(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address=None, env={"FASTCONV_NUM_THREADS": "1"}) as client:

@@ -37,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
-def kernel_weight(spec: str, channels: int, dtype) -> tuple[np.ndarray, int]:
-    """``(weight, groups)`` for ``--kernel``: a per-channel box or Gaussian, or a weight from a .npy file."""
+def kernel_weight(spec: str, channels: int, dtype, groups: int = 1) -> tuple[np.ndarray, int]:
+    """``(weight, groups)`` for ``--kernel``: a per-channel (depthwise) box or Gaussian, or the weight in a
+    .npy file, used with ``groups``."""
     kind, _, value = spec.partition(":")
     if kind == "box":
         size = int(value or 3)
@@ -49,7 +50,7 @@ def kernel_weight(spec: str, channels: int, dtype) -> tuple[np.ndarray, int]:
         taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
         taps /= taps.sum()
     else:
-        return np.load(spec).astype(dtype, copy=False), 0
+        return np.load(spec).astype(dtype, copy=False), groups
     cube = taps[:, None, None] * taps[None, :, None] * taps[None, None, :]
     return np.broadcast_to(cube.astype(dtype), (channels, 1, *cube.shape)).copy(), channels
 
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from distributed import Client
 
     source = zarr.open_array(args.input, mode="r")
-    weight, groups = kernel_weight(args.kernel, source.shape[0] if source.ndim == 4 else 1, source.dtype)
+    weight, groups = kernel_weight(args.kernel, source.shape[0] if source.ndim == 4 else 1, source.dtype, args.groups)
     if args.scheduler:
         client = Client(args.scheduler)
     else:
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
                         memory_limit=args.memory_limit, host="127.0.0.1", dashboard_address=None,
                         env={"FASTCONV_WORKSPACE_MB": str(workspace_mb), "FASTCONV_NUM_THREADS": "1"})
     with client:
-        summary = convolve_volume(client, args.input, args.output, weight, groups=groups or args.groups,
+        summary = convolve_volume(client, args.input, args.output, weight, groups=groups,
                                   stride=args.stride, padding=args.padding, dilation=args.dilation,
                                   chunks=args.chunks, progress=args.progress)
     peaks = ", ".join(f"{p / 2**20:.0f}" for p in summary["peak_worker_bytes"].values())

@@ -64,3 +64,13 @@ DIRECT_SECONDS_PER_BLOCKED_MAC = 3.2e-11
 DIRECT_SECONDS_PER_ELEMENT = 1.0e-9
 #: Fixed cost of one call (argument checks, dispatch, thread start).
 DIRECT_SECONDS_PER_CALL = 5e-5
+
+# ---- winograd (algorithms/winograd.py, Winograd.cost) -----------------------------------------
+# The transform-domain products are costed as gemm's (gemm_seconds); the transforms per element
+# of the transformed inputs, products and filters, times the alpha = m + 2 terms each element of
+# a 1-D transform sums (float32; scaled by itemsize). Least-squares fit (log ratios) of 12
+# geometries (the suite's 3x3 stride-1 layers and smaller 1-D/2-D/3-D ones), single-threaded CPU
+# time beside gemm in one process, to the same estimate/measured ratio as gemm's (1.15):
+# spread (std of log) 0.12 for F(2,3) and F(4,3), whose best constants differ by their alpha (1.6x).
+#: Per element of the transformed inputs, products and filters, per transform term (alpha of them).
+WINOGRAD_SECONDS_PER_ELEMENT_TERM = 4.0e-10

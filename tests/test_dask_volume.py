@@ -60,3 +60,17 @@ def test_volume_larger_than_memory(tmp_path, capsys):
         expected = conv3d(region[None, None], weight, stride=2, padding=pads)[0, 0]
         got = y[tuple(slice(c, c + 20) for c in corner)]
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_volume_with_channels_and_a_weight_file(tmp_path, capsys):
+    x = np.random.default_rng(4).standard_normal((2, 20, 17, 23)).astype(np.float32)  # (C, D, H, W)
+    z = zarr.create_array(str(tmp_path / "in.zarr"), shape=x.shape, chunks=(2, 8, 8, 8), dtype="float32")
+    z[:] = x
+    w = np.random.default_rng(5).standard_normal((4, 1, 3, 2, 3)).astype(np.float32)
+    np.save(tmp_path / "w.npy", w)
+    code = cli.main(["volume", str(tmp_path / "in.zarr"), str(tmp_path / "out.zarr"), "--kernel",
+                     str(tmp_path / "w.npy"), "--groups", "2", "--dilation", "(1, 2, 1)", "--chunks", "7",
+                     "--workers", "1", "--no-progress"])
+    assert code == 0 and "peak worker memory" in capsys.readouterr().out
+    y = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
+    np.testing.assert_allclose(y[:], conv3d(x, w, padding="same", dilation=(1, 2, 1), groups=2), rtol=1e-5, atol=1e-5)

@@ -13,7 +13,7 @@ from fastconv import grad as fg
 from fastconv import _config
 from fastconv._errors import CallContext
 from fastconv._geometry import ConvGeometry
-from fastconv.algorithms import ALGORITHMS
+from fastconv.algorithms import ALGORITHMS, direct
 
 from torch_ref import t
 
@@ -80,6 +80,25 @@ def test_float32_error_against_float64(case):
                                             _ops(alg, REFERENCE, geom, *single)):
         assert ours.dtype == np.float32, op
         assert np.linalg.norm(ours - truth) / np.linalg.norm(truth) < 1e-6, op
+
+
+@pytest.mark.parametrize("case", [
+    ((2, 3, 11, 9), (3, 1, 5, 3), (2, 1), (2, 1), 1, 3),  # stride 2 in rows: taps of a row class by phase
+    ((1, 2, 9, 300), (2, 1, 3, 5), 1, (1, 2), (1, 3), 2),  # rows longer than a run: column chunks
+    ((1, 4, 10, 12), (2, 2, 7, 5), 1, 3, 1, 2),  # two input channels per group
+    ((1, 2, 5, 6, 7), (4, 1, 3, 3, 2), 1, 1, (2, 1, 1), 2),  # 3-D
+    ((2, 2, 40), (2, 1, 9), 3, 4, 1, 2),  # 1-D: a single output row
+], ids=str)
+def test_both_forward_layouts_match_reference(case, monkeypatch):
+    """Runs of whole output rows, and runs of 4 output rows sharing their loads (chosen by cost)."""
+    geom = _geometry(*case)
+    alg = _algorithm(geom)
+    x, w, _ = _arrays(geom)
+    expected = REFERENCE.forward(x, w, geom)
+    for make in (direct._flat_layout, direct._rows_layout):
+        monkeypatch.setattr(direct, "forward_layout", lambda g, itemsize, rowwise: make(g, direct.spatial3d(g), itemsize))
+        np.testing.assert_allclose(alg.forward(x, w, geom), expected, rtol=1e-11, atol=1e-11 * np.abs(expected).max(),
+                                   err_msg=make.__name__)
 
 
 def test_adjoint_geometries_with_cropping():

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 #: Unsigned indices: numba then skips its negative-index wraparound, which blocks vectorisation.
 _U = np.uintp
-#: Fused multiply-add, no reassociation: results do not depend on the vector width.
-_FMA = {"contract"}
+#: Slack elements after packed planes: register tiles read whole tiles past a run's end.
+_SLACK = 64
 #: Dot products may be reassociated (vectorised partial sums; they are also more accurate).
 _DOT = {"contract", "reassoc"}
 
@@ -64,42 +67,44 @@ def _longest_run(rows, pitch, ncols, chunk):
 
 
 @numba.njit(cache=True)
+def _zeroed(n, dtype):
+    """A zero-filled scratch array (a plain loop: numba would make ``np.zeros`` a parallel loop)."""
+    a = np.empty(n, dtype)
+    for i in range(n):
+        a[_U(i)] = 0
+    return a
+
+
+@numba.njit(cache=True)
 def _pack(x, xbase, size, dst, dbase, lo, stride, q):
-    """Zero-padded stride phases of the plane ``x[xbase:]`` (spatial ``size``) into ``dst[dbase:]``.
+    """Stride phases of the plane ``x[xbase:]`` (spatial ``size``) into ``dst[dbase:]``, zero-padded.
 
     Phase (fd, fh, fw) is a (qd, qh, qw) block whose element (a, b, c) is
-    ``x[a*sd + fd - lo_d, b*sh + fh - lo_h, c*sw + fw - lo_w]`` (zero outside the plane).
+    ``x[a*sd + fd - lo_d, b*sh + fh - lo_h, c*sw + fw - lo_w]``. Only the elements inside the plane
+    are written: ``dst`` comes zeroed, and every plane of a call has the same padding.
     """
     sd, sh, sw = stride
     qd, qh, qw = q
     size_d, size_h, size_w = size
     phase = qd * qh * qw
     for fd in range(sd):
+        a0, a1 = _valid_range(fd - lo[0], sd, size_d, qd)
         for fh in range(sh):
+            b0, b1 = _valid_range(fh - lo[1], sh, size_h, qh)
             for fw in range(sw):
                 pbase = dbase + ((fd * sh + fh) * sw + fw) * phase
                 off = fw - lo[2]
                 c0, c1 = _valid_range(off, sw, size_w, qw)
-                for a in range(qd):
-                    i_d = a * sd + fd - lo[0]
-                    for b in range(qh):
-                        i_h = b * sh + fh - lo[1]
+                for a in range(a0, a1):
+                    for b in range(b0, b1):
                         row = pbase + (a * qh + b) * qw
-                        if i_d < 0 or i_d >= size_d or i_h < 0 or i_h >= size_h:
-                            for c in range(qw):
-                                dst[_U(row + c)] = 0
-                            continue
-                        src = xbase + (i_d * size_h + i_h) * size_w + off
-                        for c in range(c0):
-                            dst[_U(row + c)] = 0
+                        src = xbase + ((a * sd + fd - lo[0]) * size_h + b * sh + fh - lo[1]) * size_w + off
                         if sw == 1:
                             for c in range(c0, c1):
                                 dst[_U(row + c)] = x[_U(src + c)]
                         else:
                             for c in range(c0, c1):
                                 dst[_U(row + c)] = x[_U(src + c * sw)]
-                        for c in range(c1, qw):
-                            dst[_U(row + c)] = 0
 
 
 @numba.njit(cache=True)
@@ -130,49 +135,77 @@ def _load(y, ybase, ypitch, nrows, ncols, dst, dbase, pitch):
 
 
 # ---- micro-kernels ---------------------------------------------------------------------------------
-@numba.njit(cache=True, fastmath=_FMA)
-def _correlate1(acc, length, src, base, w, row, col, offs, count):
-    """acc[q] = sum_t w[row, col+t] * src[base + offs[col+t] + q], q < length, t < count."""
-    for q in range(length):
-        acc[_U(q)] = 0
-    t = col
-    end = col + count
-    while t + 4 <= end:
-        a, b, c, d = w[row, t], w[row, t + 1], w[row, t + 2], w[row, t + 3]
-        pa, pb, pc, pd = base + offs[t], base + offs[t + 1], base + offs[t + 2], base + offs[t + 3]
-        for q in range(length):
-            # one chain of fused multiply-adds: no separate multiply, no extra add
-            acc[_U(q)] = acc[_U(q)] + a * src[_U(pa + q)] + b * src[_U(pb + q)] + c * src[_U(pc + q)] \
-                + d * src[_U(pd + q)]
-        t += 4
-    while t < end:
-        a = w[row, t]
-        pa = base + offs[t]
-        for q in range(length):
-            acc[_U(q)] = acc[_U(q)] + a * src[_U(pa + q)]
-        t += 1
+def _register_tile(outputs: int, vectors: int):
+    """An intrinsic computing ``outputs`` x ``vectors`` 64-byte registers of results, held in
+    registers across the whole tap loop (numba's own loops keep partial sums in memory and use
+    32-byte vectors on AVX-512 machines):
+
+    ``acc[abase + m*pitch + j] = sum_t w[row+m, col+t] * src[base + offs[col+t] + j]`` for m <
+    ``outputs``, j < ``vectors`` x (64 / itemsize), t < count; fused multiply-adds in tap order.
+    Arrays are C-contiguous, w 2-D, the others 1-D; indices are not checked.
+    """
+
+    @intrinsic
+    def tile(typingctx, acc, abase, pitch, src, base, w, row, col, offs, count):
+        def codegen(context, builder, signature, args):
+            acc_v, abase_v, pitch_v, src_v, base_v, w_v, row_v, col_v, offs_v, count_v = args
+            scalar = context.get_value_type(acc.dtype)
+            size = context.get_abi_sizeof(scalar)
+            lanes = 64 // size
+            vec = ir.VectorType(scalar, lanes)
+            i64 = ir.IntType(64)
+            data = [cgutils.create_struct_proxy(ty)(context, builder, value=v)
+                    for ty, v in ((acc, acc_v), (src, src_v), (w, w_v), (offs, offs_v))]
+            acc_p, src_p, w_p, offs_p = (d.data for d in data)
+            w_cols = builder.extract_value(data[2].shape, 1)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                                 f"llvm.fma.v{lanes}f{8 * size}")
+            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)
+            w_rows = [builder.mul(builder.add(row_v, ir.Constant(i64, m)), w_cols) for m in range(outputs)]
+            cells = [[cgutils.alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(vectors)]
+                     for _ in range(outputs)]  # promoted to registers by LLVM
+            with cgutils.for_range(builder, count_v) as loop:
+                t = builder.add(col_v, loop.index)
+                start = builder.add(base_v, builder.load(builder.gep(offs_p, [t])))
+                loads = [builder.load(builder.bitcast(builder.gep(src_p, [builder.add(start, ir.Constant(i64, v * lanes))]),
+                                                      vec.as_pointer()), align=size) for v in range(vectors)]
+                for m in range(outputs):
+                    weight = builder.load(builder.gep(w_p, [builder.add(w_rows[m], t)]))
+                    one = builder.insert_element(ir.Constant(vec, ir.Undefined), weight, ir.Constant(ir.IntType(32), 0))
+                    broadcast = builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), splat_mask)
+                    for v in range(vectors):
+                        builder.store(builder.call(fma, [loads[v], broadcast, builder.load(cells[m][v])]), cells[m][v])
+            for m in range(outputs):
+                row_start = builder.add(abase_v, builder.mul(ir.Constant(i64, m), pitch_v))
+                for v in range(vectors):
+                    target = builder.gep(acc_p, [builder.add(row_start, ir.Constant(i64, v * lanes))])
+                    builder.store(builder.load(cells[m][v]), builder.bitcast(target, vec.as_pointer()), align=size)
+            return context.get_dummy_value()
+
+        return types.void(acc, abase, pitch, src, base, w, row, col, offs, count), codegen
+
+    return tile
 
 
-@numba.njit(cache=True, fastmath=_FMA)
-def _correlate4(acc, length, src, base, w, row, col, offs, count):
-    """:func:`_correlate1` for the four weight rows ``row .. row+3`` at once (they share every load of
-    src); output m goes to ``acc[m*length:]``. ``count`` is a multiple of 4 (tables are zero-padded)."""
-    for q in range(4 * length):
-        acc[_U(q)] = 0
-    l2 = 2 * length
-    l3 = 3 * length
-    for t in range(col, col + count, 4):
-        pa, pb, pc, pd = base + offs[t], base + offs[t + 1], base + offs[t + 2], base + offs[t + 3]
-        a0, b0, c0, d0 = w[row, t], w[row, t + 1], w[row, t + 2], w[row, t + 3]
-        a1, b1, c1, d1 = w[row + 1, t], w[row + 1, t + 1], w[row + 1, t + 2], w[row + 1, t + 3]
-        a2, b2, c2, d2 = w[row + 2, t], w[row + 2, t + 1], w[row + 2, t + 2], w[row + 2, t + 3]
-        a3, b3, c3, d3 = w[row + 3, t], w[row + 3, t + 1], w[row + 3, t + 2], w[row + 3, t + 3]
-        for q in range(length):
-            sa, sb, sc, sd = src[_U(pa + q)], src[_U(pb + q)], src[_U(pc + q)], src[_U(pd + q)]
-            acc[_U(q)] = acc[_U(q)] + a0 * sa + b0 * sb + c0 * sc + d0 * sd
-            acc[_U(length + q)] = acc[_U(length + q)] + a1 * sa + b1 * sb + c1 * sc + d1 * sd
-            acc[_U(l2 + q)] = acc[_U(l2 + q)] + a2 * sa + b2 * sb + c2 * sc + d2 * sd
-            acc[_U(l3 + q)] = acc[_U(l3 + q)] + a3 * sa + b3 * sb + c3 * sc + d3 * sd
+#: Four outputs x 2 registers (they share the loads of src); one output x 4 registers.
+_tile4 = _register_tile(4, 2)
+_tile1 = _register_tile(1, 4)
+
+
+@numba.njit(cache=True)
+def _correlate(acc, length, src, base, w, row, col, offs, count, outputs):
+    """acc[m*pitch + q] = sum_t w[row+m, col+t] * src[base + offs[col+t] + q] for m < ``outputs``
+    (4 or 1), q < length rounded up to whole register tiles; returns the row pitch of acc. The
+    values past ``length`` are garbage: src needs that much readable slack."""
+    width = (128 if outputs == 4 else 256) // acc.itemsize  # the tile's registers x 64 bytes
+    pitch = (length + width - 1) // width * width
+    if outputs == 4:
+        for q in range(0, length, width):
+            _tile4(acc, q, pitch, src, base + q, w, row, col, offs, count)
+    else:
+        for q in range(0, length, width):
+            _tile1(acc, q, pitch, src, base + q, w, row, col, offs, count)
+    return pitch
 
 
 @numba.njit(cache=True, fastmath=_DOT)
@@ -252,14 +285,18 @@ def _dots4(out, row, g, length, src, base, offs, count):
 
 # ---- the three ops ---------------------------------------------------------------------------------
 @numba.njit(parallel=True, cache=True)
-def forward(x, in_size, channels, w, offs, count, y, out_size, lo, stride, q, rows, chunk, groups, oblock, parts):
+def forward(x, in_size, channels, w, offs, count, cells, y, out_size, lo, stride, q, rows, chunk, groups, oblock,
+            parts):
     """y (flat, N x O x out_size) = correlation of x (flat, N x channels x in_size) with the tap table.
 
     w: (O, T4) weights by (input channel of the group, tap), zero-padded to a multiple of 4 columns;
-    offs: (T4,) offsets into the packed channels of a group; count: real taps. Jobs are
-    (sample, group, block of ``oblock`` outputs, part of the segments).
+    offs: offsets into the packed channels of a group, per table column; count: real taps. When
+    ``cells`` (4, columns) is not empty, runs are 4 output rows (``rows`` == 4) of one output, row
+    m weighted in column c by ``w[o, cells[m, c]]`` (zero where -1). Jobs are (sample, group,
+    block of ``oblock`` outputs, part of the segments).
     """
     out_channels = w.shape[0]
+    rowwise = cells.shape[1] > 0
     cg = channels // groups
     og = out_channels // groups
     nob = (og + oblock - 1) // oblock
@@ -278,27 +315,36 @@ def forward(x, in_size, channels, w, offs, count, y, out_size, lo, stride, q, ro
         jb = (job // parts) % nob
         g = (job // (parts * nob)) % groups
         n = job // (parts * nob * groups)
-        xs = np.empty(cg * packed, x.dtype)
+        xs = _zeroed(cg * packed + _SLACK, x.dtype)
         for ci in range(cg):
             _pack(x, (n * channels + g * cg + ci) * plane_in, in_size, xs, ci * packed, lo, stride, q)
-        acc = np.empty(4 * longest, x.dtype)
+        acc = np.empty(4 * (longest + _SLACK), x.dtype)
         o_first = g * og + jb * oblock
         o_stop = min(o_first + oblock, (g + 1) * og)
+        if rowwise:
+            table = np.empty(cells.shape, x.dtype)
+            for o in range(o_first, o_stop):
+                for m in range(4):
+                    for c in range(cells.shape[1]):
+                        table[m, c] = w[o, cells[m, c]] if cells[m, c] >= 0 else 0
+                for seg in range(part * nseg // parts, (part + 1) * nseg // parts):
+                    d, r0, nr, c0, nc = _segment(seg, rblocks, cchunks, rows, oh_, chunk, ow_)
+                    pitch = _correlate(acc, nc, xs, (d * qh + r0) * qw + c0, table, 0, 0, offs, cells.shape[1], 4)
+                    _store(acc, 0, pitch, nr, nc, y, (n * out_channels + o) * plane_out + (d * oh_ + r0) * ow_ + c0,
+                           ow_, 1)
+            continue
         for seg in range(part * nseg // parts, (part + 1) * nseg // parts):
             d, r0, nr, c0, nc = _segment(seg, rblocks, cchunks, rows, oh_, chunk, ow_)
             length = (nr - 1) * qw + nc
             base = (d * qh + r0) * qw + c0
             ybase = (d * oh_ + r0) * ow_ + c0
             o = o_first
-            while o + 4 <= o_stop:
-                _correlate4(acc, length, xs, base, w, o, 0, offs, w.shape[1])
-                for m in range(4):
-                    _store(acc, m * length, qw, nr, nc, y, (n * out_channels + o + m) * plane_out + ybase, ow_, 1)
-                o += 4
             while o < o_stop:
-                _correlate1(acc, length, xs, base, w, o, 0, offs, count)
-                _store(acc, 0, qw, nr, nc, y, (n * out_channels + o) * plane_out + ybase, ow_, 1)
-                o += 1
+                outputs = 4 if o + 4 <= o_stop else 1
+                pitch = _correlate(acc, length, xs, base, w, o, 0, offs, count, outputs)
+                for m in range(outputs):
+                    _store(acc, m * pitch, qw, nr, nc, y, (n * out_channels + o + m) * plane_out + ybase, ow_, 1)
+                o += outputs
     return y
 
 
@@ -330,10 +376,10 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
         jb = job % ncb
         g = (job // ncb) % groups
         n = job // (ncb * groups)
-        ys = np.empty(og * packed, dy.dtype)
+        ys = _zeroed(og * packed + _SLACK, dy.dtype)
         for oi in range(og):
             _pack(dy, (n * out_channels + g * og + oi) * plane_out, out_size, ys, oi * packed, lo_dy, (1, 1, 1), e)
-        acc = np.empty(4 * longest, dy.dtype)
+        acc = np.empty(4 * (longest + _SLACK), dy.dtype)
         c_first = g * cg + jb * cblock
         c_stop = min(c_first + cblock, (g + 1) * cg)
         for p in range(phases.shape[0]):
@@ -343,7 +389,6 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
             rows_p = min(rows, nh) if nw <= chunk else 1
             rblocks = (nh + rows_p - 1) // rows_p
             cchunks = (nw + chunk - 1) // chunk
-            count4 = (count + 3) // 4 * 4
             for seg in range(nd * rblocks * cchunks):
                 d, r0, nr, c0, nc = _segment(seg, rblocks, cchunks, rows_p, nh, chunk, nw)
                 base = ((a0d + d - e0[0]) * eh + (a0h + r0 - e0[1])) * ew + (a0w + c0 - e0[2])
@@ -353,17 +398,13 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
                 xbase = (i_d * size_h + i_h) * size_w + i_w
                 length = (nr - 1) * ew + nc
                 c = c_first
-                while c + 4 <= c_stop:
-                    _correlate4(acc, length, ys, base, w, c, col, offs, count4)
-                    for m in range(4):
-                        _store(acc, m * length, ew, nr, nc, dx, (n * channels + c + m) * plane_in + xbase,
-                               stride[1] * size_w, stride[2])
-                    c += 4
                 while c < c_stop:
-                    _correlate1(acc, length, ys, base, w, c, col, offs, count)
-                    _store(acc, 0, ew, nr, nc, dx, (n * channels + c) * plane_in + xbase, stride[1] * size_w,
-                           stride[2])
-                    c += 1
+                    outputs = 4 if c + 4 <= c_stop else 1
+                    pitch = _correlate(acc, length, ys, base, w, c, col, offs, count, outputs)
+                    for m in range(outputs):
+                        _store(acc, m * pitch, ew, nr, nc, dx, (n * channels + c + m) * plane_in + xbase,
+                               stride[1] * size_w, stride[2])
+                    c += outputs
     return dx
 
 
@@ -395,7 +436,7 @@ def weight_grad(x, in_size, channels, dy, out_size, out_channels, offs, count, l
         split = job % splits
         jb = (job // splits) % nob
         g = job // (splits * nob)
-        xs = np.empty(cg * packed, x.dtype)
+        xs = _zeroed(cg * packed, x.dtype)
         gy = np.empty(4 * longest, x.dtype)
         out = partial[split]
         o_first = g * og + jb * oblock

@@ -28,37 +28,39 @@ import numpy as np
 
 
 @numba.njit(inline="always")
-def _combine(m, coef, i, rows, dst):  # pragma: no cover - compiled
-    """dst[:] = sum_b coef[i, b] * rows[b][:len(dst)] over the alpha rows of the 6-tuple ``rows``."""
-    r0, r1, r2, r3, r4, r5 = rows
+def _combine(m, coef, i, src, taps, shifts, ch, dst, d_row, d_ch, size):  # pragma: no cover - compiled
+    """dst[d_row, d_ch, :size] = sum_b coef[i, b] * src[taps[b], ch, shifts[b]:shifts[b] + size] over
+    the alpha terms of the 6-tuples ``taps`` (rows) and ``shifts`` (columns). Indexes the arrays
+    directly: views would cost reference counting per call, more than the loop on small chunks."""
+    r0, r1, r2, r3, r4, r5 = taps
+    s0, s1, s2, s3, s4, s5 = shifts
     c0, c1, c2, c3 = coef[i, 0], coef[i, 1], coef[i, 2], coef[i, 3]
     if m == 2:
-        for col in range(dst.size):
-            dst[col] = c0 * r0[col] + c1 * r1[col] + c2 * r2[col] + c3 * r3[col]
+        for col in range(size):
+            dst[d_row, d_ch, col] = (c0 * src[r0, ch, s0 + col] + c1 * src[r1, ch, s1 + col]
+                                     + c2 * src[r2, ch, s2 + col] + c3 * src[r3, ch, s3 + col])
     else:
         c4, c5 = coef[i, 4], coef[i, 5]
-        for col in range(dst.size):
-            dst[col] = c0 * r0[col] + c1 * r1[col] + c2 * r2[col] + c3 * r3[col] + c4 * r4[col] + c5 * r5[col]
+        for col in range(size):
+            dst[d_row, d_ch, col] = (c0 * src[r0, ch, s0 + col] + c1 * src[r1, ch, s1 + col]
+                                     + c2 * src[r2, ch, s2 + col] + c3 * src[r3, ch, s3 + col]
+                                     + c4 * src[r4, ch, s4 + col] + c5 * src[r5, ch, s5 + col])
 
 
 @numba.njit(inline="always")
-def _rows(m, src, first, step, ch, start):  # pragma: no cover - compiled
-    """The alpha rows src[first + b*step, ch, start:] as a 6-tuple (F(2,3) repeats its first)."""
-    r0, r1 = src[first, ch, start:], src[first + step, ch, start:]
-    r2, r3 = src[first + 2 * step, ch, start:], src[first + 3 * step, ch, start:]
-    if m == 2:
-        return r0, r1, r2, r3, r0, r0
-    return r0, r1, r2, r3, src[first + 4 * step, ch, start:], src[first + 5 * step, ch, start:]
+def _rows(first, step):  # pragma: no cover - compiled
+    """Row indices first + b*step, b < 6, and column offsets 0: alpha rows of tiles."""
+    return ((first, first + step, first + 2 * step, first + 3 * step, first + 4 * step, first + 5 * step),
+            (0, 0, 0, 0, 0, 0))
 
 
 @numba.njit(inline="always")
-def _phase_rows(m, ph, k, kk):  # pragma: no cover - compiled
-    """Input b of every tile as a row: phase b % m of lead position k (row (b % m)*kk + k of ph),
-    from column b // m; a 6-tuple like :func:`_rows`."""
-    r0, r1, r2, r3 = ph[k, 0, 0:], ph[kk + k, 0, 0:], ph[k, 0, 1:], ph[kk + k, 0, 1:]
+def _phase_rows(m, k, kk):  # pragma: no cover - compiled
+    """Input b of every tile as a row of the phase-split rows: phase b % m of lead position k
+    (row (b % m)*kk + k), from column b // m; as :func:`_rows`."""
     if m == 2:
-        return r0, r1, r2, r3, r0, r0
-    return r0, r1, ph[2 * kk + k, 0, 0:], ph[3 * kk + k, 0, 0:], r2, r3
+        return (k, kk + k, k, kk + k, k, k), (0, 0, 1, 1, 0, 0)
+    return (k, kk + k, 2 * kk + k, 3 * kk + k, k, kk + k), (0, 0, 0, 0, 1, 1)
 
 
 @numba.njit(inline="always")
@@ -69,9 +71,17 @@ def _lead_pass(m, coef, src, s_row0, s_ch, dst, d_row0, d_ch, outer, inner, size
     n_out = coef.shape[0]
     for o in range(outer):
         for j in range(inner):
-            rows = _rows(m, src, s_row0 + o * alpha * inner + j, inner, s_ch, 0)
+            taps, shifts = _rows(s_row0 + o * alpha * inner + j, inner)
             for i in range(n_out):
-                _combine(m, coef, i, rows, dst[d_row0 + (o * n_out + i) * inner + j, d_ch, :size])
+                _combine(m, coef, i, src, taps, shifts, s_ch, dst, d_row0 + (o * n_out + i) * inner + j, d_ch, size)
+
+
+@numba.njit(inline="always")
+def _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base):  # pragma: no cover - compiled
+    """Phases of tile j of input row x[n, c, s] where its columns may leave [0, col_stop): zeros there."""
+    for q in range(m):
+        w = j * m + q - lo
+        ph[q * kk + k, 0, base + j] = x[n, c, s, w] if 0 <= w < col_stop else ph.dtype.type(0)
 
 
 @numba.njit(inline="always")
@@ -94,6 +104,7 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, b
     for q in range(m):
         j_lo[q] = min(max(0, -((q - lo) // m)), tw)
         j_hi[q] = max(j_lo[q], min(tw, (col_stop - 1 + lo - q) // m + 1))
+    j_all_lo, j_all_hi = j_lo.max(), max(j_lo.max(), j_hi.min())
     ph = np.zeros((m * kk, 1, size + 1), dtype=v.dtype)  # phase q of lead position k in row q*kk + k
     # two regions of rows (k, nu) for the passes over the axes; never swapped as variables
     # (numba then loses track of the arrays and the loops stop vectorising)
@@ -106,28 +117,29 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, b
             base = uu * tw
             for k in range(kk):
                 s = src_rows[r, k]
-                # one phase at a time: one store stream per loop (explicit loops: numba's slice
-                # assignments and views cost more than these short rows)
-                for q in range(m):
-                    i = q * kk + k
-                    if s < 0:
+                # explicit loops: numba's slice assignments and views cost more than these short rows
+                if s < 0:
+                    for q in range(m):
                         for j in range(tw):
-                            ph[i, 0, base + j] = zero
-                        continue
-                    for j in range(j_lo[q]):
-                        ph[i, 0, base + j] = zero
-                    for j in range(j_lo[q], j_hi[q]):
-                        ph[i, 0, base + j] = x[n, c, s, j * m + q - lo]
-                    for j in range(j_hi[q], tw):
-                        ph[i, 0, base + j] = zero
+                            ph[q * kk + k, 0, base + j] = zero
+                    continue
+                for j in range(j_all_lo, j_all_hi):  # tiles whose m columns all lie in the input
+                    for q in range(m):
+                        ph[q * kk + k, 0, base + j] = x[n, c, s, j * m + q - lo]
+                for j in range(tw):  # the others, reaching into the padding
+                    if j == j_all_lo:
+                        break
+                    _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base)
+                for j in range(max(j_all_hi, j_all_lo), tw):
+                    _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base)
         # last axis into rows (k, nu): of v itself in 1-D, else of the scratch
         for k in range(kk):
-            tiles = _phase_rows(m, ph, k, kk)
+            taps, shifts = _phase_rows(m, k, kk)
             for nu in range(alpha):
                 if nd == 1:
-                    _combine(m, bt, nu, tiles, v[nu, c])
+                    _combine(m, bt, nu, ph, taps, shifts, 0, v, nu, c, size)
                 else:
-                    _combine(m, bt, nu, tiles, scratch[k * alpha + nu, 0])
+                    _combine(m, bt, nu, ph, taps, shifts, 0, scratch, k * alpha + nu, 0, size)
         # leading axes, alternating between the regions; the last pass writes into v
         for axis in range(nd - 1):
             inner = alpha ** (nd - 1 - axis)
@@ -172,9 +184,11 @@ def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, 
             # last axis for all tiles as m rows, then interleaved into the output rows
             for yy in range(m):
                 if nd == 1:
-                    _combine(m, at, yy, _rows(m, prod, 0, 1, o, 0), out[yy, 0])
+                    taps, shifts = _rows(0, 1)
+                    _combine(m, at, yy, prod, taps, shifts, o, out, yy, 0, size)
                 else:
-                    _combine(m, at, yy, _rows(m, scratch, last + qq * alpha, 1, 0, 0), out[yy, 0])
+                    taps, shifts = _rows(last + qq * alpha, 1)
+                    _combine(m, at, yy, scratch, taps, shifts, 0, out, yy, 0, size)
             for uu in range(u1 - u0):
                 n = (u0 + uu) // rows
                 r = (u0 + uu) - n * rows

@@ -29,6 +29,8 @@ from ._layout import Spatial3d
 _RUN_BYTES = 8192
 #: Outputs computed together by the blocked micro-kernels (sharing their loads).
 _BLOCK = 4
+#: Bytes of the 4-output register tile's row (2 registers of 64 bytes): rowwise runs are whole tiles.
+_TILE_BYTES = 128
 #: (input x output channels per group) from which matrix products win: direct declines.
 _WIDE = 64 * 64
 
@@ -36,9 +38,11 @@ _WIDE = 64 * 64
 class _Forward(NamedTuple):
     """Packed-plane layout of a forward (and weight-gradient) call."""
 
+    rowwise: bool  # runs of 4 output rows of one output (False: runs of whole rows, see forward_layout)
     q: tuple[int, int, int]  # rows of each stride phase per dimension (width = the row pitch)
     packed: int  # elements of one packed channel (all phases)
-    offsets: np.ndarray  # int64 (T4,): per (input channel of the group, tap), zero-padded to 4
+    offsets: np.ndarray  # int64: per table column, its offset into the packed channels of a group
+    cells: np.ndarray | None  # rowwise: (4, columns) weight (input channel, tap) of each cell, -1 = zero
     count: int  # real taps: in_per_group * kernel volume
     rows: int  # output rows per run
     chunk: int  # columns per run (the whole row unless one row is longer than a run)
@@ -100,13 +104,22 @@ def _tap_phases(sp: Spatial3d) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=256)
-def forward_layout(geom: ConvGeometry, itemsize: int) -> _Forward:
-    """Runs of whole output rows laid out with the packed row pitch; taps are columns of a table.
-
-    (Blocking 4 output rows of one output instead, so that taps one row apart share loads,
-    measured slower even for 31x31 kernels: the runs become one short row.)
-    """
+def forward_layout(geom: ConvGeometry, itemsize: int, rowwise: bool) -> _Forward:
+    """The cheaper of the two layouts of one output channel at a time (``rowwise`` allows the
+    second; weight_grad needs the first), or the first for groups of 4+ outputs."""
+    from .. import _cost_model as cm
     sp = spatial3d(geom)
+    flat = _flat_layout(geom, sp, itemsize)
+    if geom.out_per_group >= _BLOCK or not rowwise or sp.out_size[1] < 2:
+        return flat
+    rows = _rows_layout(geom, sp, itemsize)
+    cheaper = (rows.positions * rows.offsets.size * cm.DIRECT_SECONDS_PER_BLOCKED_MAC
+               < flat.positions * flat.count * cm.DIRECT_SECONDS_PER_MAC)
+    return rows if cheaper else flat
+
+
+def _flat_layout(geom: ConvGeometry, sp: Spatial3d, itemsize: int) -> _Forward:
+    """Runs of whole output rows laid out with the packed row pitch; each tap a table column."""
     reach = [(k - 1) * d // s for k, d, s in zip(sp.kernel, sp.dilation, sp.stride)]
     q = tuple(o + r for o, r in zip(sp.out_size, reach))
     phase = math.prod(q)
@@ -119,7 +132,37 @@ def forward_layout(geom: ConvGeometry, itemsize: int) -> _Forward:
     run = _RUN_BYTES // itemsize // (_BLOCK if geom.out_per_group >= _BLOCK else 1)
     rows, chunk = _rows_chunk(sp.out_size[1], sp.out_size[2], q[2], run)
     positions = _run_positions(sp.out_size[0], sp.out_size[1], sp.out_size[2], q[2], rows)
-    return _Forward(q, packed, offsets, count, rows, chunk, positions)
+    return _Forward(False, q, packed, offsets, None, count, rows, chunk, positions)
+
+
+def _rows_layout(geom: ConvGeometry, sp: Spatial3d, itemsize: int) -> _Forward:
+    """Runs of 4 output rows of one output, computed together: taps that differ only in their
+    kernel row read the same packed rows, so each packed row is loaded once for all 4 (a table
+    column per packed row, with a 4x4 block of weights, zero where a row meets no tap). No gaps
+    between rows either: the better layout for large kernels on narrow planes."""
+    out_d, out_h, out_w = sp.out_size
+    reach = [(k - 1) * d // s for k, d, s in zip(sp.kernel, sp.dilation, sp.stride)]
+    tile = _TILE_BYTES // itemsize  # runs are whole register tiles; the extra columns are dropped
+    run = -(-min(out_w, _RUN_BYTES // itemsize // _BLOCK) // tile) * tile
+    q = (out_d + reach[0], _pad4(out_h) + reach[1], -(-out_w // tile) * tile + reach[2])
+    phase = math.prod(q)
+    packed = math.prod(sp.stride) * phase
+    f, r = _tap_phases(sp)
+    phase_of = (f[0] * sp.stride[1] + f[1]) * sp.stride[2] + f[2]
+    kernel_taps = phase_of.size
+    classes: dict[tuple, dict[int, int]] = {}  # (channel, phase, depth and column shift) -> {row shift: weight}
+    for j in range(geom.in_per_group * kernel_taps):
+        t = j % kernel_taps
+        classes.setdefault((j // kernel_taps, phase_of[t], r[0, t], r[2, t]), {})[r[1, t]] = j
+    offsets, cells = [], []
+    for (ci, ph, rd, rw), by_row in sorted(classes.items()):
+        for row in range(min(by_row), max(by_row) + _BLOCK):  # output row m reads packed row `row` with tap row - m
+            offsets.append(ci * packed + ph * phase + (rd * q[1] + row) * q[2] + rw)
+            cells.append([by_row.get(row - m, -1) for m in range(_BLOCK)])
+    full, last = divmod(out_w, run)
+    positions = out_d * _pad4(out_h) * (full * run + -(-last // tile) * tile)
+    return _Forward(True, q, packed, np.array(offsets, dtype=np.int64), np.ascontiguousarray(np.array(cells).T),
+                    geom.in_per_group * kernel_taps, _BLOCK, run, positions)
 
 
 @functools.lru_cache(maxsize=256)
@@ -224,7 +267,7 @@ class Direct(Algorithm):
         run = _BLOCK * _RUN_BYTES
         if op == "input_grad":
             return geom.out_per_group * math.prod(input_grad_layout(geom, itemsize).e) * itemsize + run
-        return geom.in_per_group * forward_layout(geom, itemsize).packed * itemsize + run
+        return geom.in_per_group * forward_layout(geom, itemsize, op == "forward").packed * itemsize + run
 
     def cost(self, geom, dtype, op):
         from .. import _cost_model as cm
@@ -237,12 +280,12 @@ class Direct(Algorithm):
             planes, written = math.prod(lay.e), math.prod(geom.input_shape)
         else:
             per, other = geom.out_per_group, geom.in_per_group
-            lay = forward_layout(geom, itemsize)
+            lay = forward_layout(geom, itemsize, op == "forward")
             single, blocked = lay.positions * lay.count, lay.positions * lay.offsets.size
             planes, written = lay.packed, math.prod(geom.output_shape)
         block = _block(per, g if op == "weight_grad" else n * g)
         jobs = n * g * -(-per // block)  # weight_grad splits the batch across jobs too
-        together = per // _BLOCK * _BLOCK
+        together = per if op != "input_grad" and lay.rowwise else per // _BLOCK * _BLOCK
         seconds = (n * g * (together * blocked * cm.DIRECT_SECONDS_PER_BLOCKED_MAC
                             + (per - together) * single * cm.DIRECT_SECONDS_PER_MAC)
                    + (jobs * other * planes + written) * cm.DIRECT_SECONDS_PER_ELEMENT)
@@ -255,16 +298,18 @@ class Direct(Algorithm):
         from . import _direct_kernels as k
         sp = spatial3d(geom)
         og = geom.out_per_group
-        lay = forward_layout(geom, x.itemsize)
-        table = np.zeros((geom.out_channels, lay.offsets.size), dtype=x.dtype)
+        lay = forward_layout(geom, x.itemsize, True)
+        table = np.zeros((geom.out_channels, _pad4(lay.count)), dtype=x.dtype)
         table[:, :lay.count] = w.reshape(geom.out_channels, lay.count)
         jobs = geom.batch * geom.groups
         oblock = _block(og, jobs)
         segments = sp.out_size[0] * -(-sp.out_size[1] // lay.rows) * -(-sp.out_size[2] // lay.chunk)
         parts = max(1, min(segments, -(-2 * _threads() // (jobs * -(-og // oblock)))))
         y = np.empty(geom.output_shape, dtype=x.dtype)
-        _dynamic(k.forward)(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, y.reshape(-1),
-                            sp.out_size, sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, parts)
+        cells = lay.cells if lay.rowwise else np.empty((_BLOCK, 0), dtype=np.int64)
+        _dynamic(k.forward)(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, cells,
+                            y.reshape(-1), sp.out_size, sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups,
+                            oblock, parts)
         return y
 
     def input_grad(self, dy, w, geom):
@@ -287,7 +332,7 @@ class Direct(Algorithm):
         from . import _direct_kernels as k
         sp = spatial3d(geom)
         og = geom.out_per_group
-        lay = forward_layout(geom, x.itemsize)
+        lay = forward_layout(geom, x.itemsize, False)
         oblock = _block(og, geom.groups)
         splits = max(1, min(geom.batch, -(-2 * _threads() // (geom.groups * -(-og // oblock)))))
         partial = np.zeros((splits, geom.out_channels, lay.offsets.size))

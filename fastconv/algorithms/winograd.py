@@ -1,25 +1,41 @@
-"""Winograd F(m, 3): 3-tap stride-1 convolution with fewer multiplications, in any dimension.
+"""Winograd F(m, 3): 3-tap stride-1 undilated convolution with fewer multiplications, 1-D to 3-D.
 
-Each ``alpha = m + 2`` wide input tile (``alpha^d`` in d dimensions) and each filter are taken
+Each ``alpha = m + 2`` wide input tile (``alpha^d`` values in d dimensions) and each filter go
 to the transform domain, where the convolution becomes ``alpha^d`` independent matrix products
-``(Og x Cg) @ (Cg x tiles)`` (one BLAS matmul over the stack), and the products come back as
-``m^d`` outputs per tile. Multiplications per output fall from ``27`` (3-D) / ``9`` (2-D) / ``3``
-(1-D) per input channel to ``(alpha/m)^d``: 2.25x / 4x fewer in 2-D for F(2,3) / F(4,3).
+``(Og x Cg) @ (Cg x tiles)`` (one BLAS ``matmul`` over the stack), and the products come back
+as ``m^d`` outputs per tile. Multiply-adds per output and input channel fall from ``3^d`` to
+``(alpha/m)^d``: 2.25x (F(2,3)) and 4x (F(4,3)) fewer in 2-D, 3.4x and 8x in 3-D. Registered
+as two algorithms, ``winograd2`` and ``winograd4``, so that ``explain()`` shows each one's cost
+and, when it declines, its reason (accuracy, workspace); the planner picks between them.
 
-The price is accuracy: the transforms amplify rounding errors. Measured float32 relative L2
-errors (vs float64, random normal data, ``benchmarks``-style shapes; ``direct`` is im2col+GEMM):
+Work is cut into chunks of tile rows (see ``_winograd_kernels``); worker threads take whole
+chunks (input transform, products, output transform in one core's cache), or, when there are
+few tiles and many channels (7x7 and 14x14 layers), share each chunk's channels and products.
+Scratch: the transformed filters (``alpha^d * O * Cg`` values) plus, per worker, one chunk's
+transformed inputs and products, within the workspace budget.
 
-=====================  ==========  =============  =============
-case                   direct      F(2,3)         F(4,3)
-=====================  ==========  =============  =============
-see module constants   filled in   by measurement by measurement
-=====================  ==========  =============  =============
+Accuracy is the price: the transforms amplify rounding errors. Float32 relative L2 errors against
+float64 on the suite's shapes (random normal data; torch is oneDNN's direct convolution):
 
-:meth:`Winograd.supports` estimates the error of a call as ``ERROR_GROWTH[m][d] * u *
-sqrt(Cg)`` and declines when it exceeds ``fastconv._config.max_relative_error``.
+======================  =========  =========  =========
+suite case              torch      F(2,3)     F(4,3)
+======================  =========  =========  =========
+resnet50.3x3c64         2.2e-07    2.6e-07    1.7e-06
+resnet50.3x3c256        2.2e-07    5.0e-07    3.0e-06
+resnet50.3x3c512        2.3e-07    4.9e-07    2.5e-06
+tts.k3c256 (1-D)        1.5e-07    3.8e-07    9.6e-07
+c3d.3x3x3c64            3.7e-07    3.6e-07    5.8e-06
+unet3d.3x3x3c32         3.7e-07    2.8e-07    4.4e-06
+======================  =========  =========  =========
 
-Scratch: the transformed filters (``alpha^d * O * Cg`` values) plus transformed inputs and
-products for a chunk of tile rows, sized to the workspace budget (and kept cache-sized).
+F(2,3) is about as accurate as direct convolution (1-2.5x its error), F(4,3) 8-14x worse in 2-D,
+12-16x in 3-D (6x in 1-D). Over 1-D/2-D/3-D layers with 4 to 512 channels and normal, ReLU-like
+and uniform data, the error grows as ``u * (a + b*sqrt(Cg))`` (u the unit roundoff);
+:meth:`Winograd.error_bound` is 1.5x the upper envelope of those measurements (``ERROR_GROWTH``),
+and ``supports`` declines a call whose bound exceeds ``fastconv._config.max_relative_error``
+(default 1e-5: F(4,3) then runs 2-D layers up to ~1000 input channels per group and 3-D ones up
+to ~120; ``set_accuracy(1e-6)`` leaves F(2,3), up to ~400 in 2-D). ``tests/test_winograd.py``
+checks that measured errors stay below the bound.
 """
 
 from __future__ import annotations
@@ -35,13 +51,17 @@ from . import _winograd_transforms as wt
 from ._base import Algorithm
 from ._layout import Scratch
 
-#: Transform-domain bytes per chunk (inputs + products) when the workspace allows more:
-#: chunks this small stay in cache between the three passes of a worker.
+#: Transform-domain bytes per chunk (inputs + products) when the workspace allows more: the
+#: products of chunks this small read their operands from cache (4 MiB: c64 1.1x, unet3d 2x
+#: faster products than 64 MiB chunks on the reference machine) ...
 _CHUNK_BYTES = 4 * 2**20
+#: ... unless that leaves fewer tiles than this: the transforms loop over a chunk's tiles, and
+#: short loops run outside their vectorised part (c3d F(2,3): 1.3x faster at 256 than at 58).
+_MIN_CHUNK_TILES = 256
 #: Whole chunks per worker (a shared queue balances them), and the fewest tiles a chunk's
 #: products may have in that mode (thinner products run BLAS far below its peak).
 _CHUNKS_PER_WORKER = 4
-_MIN_TILES_PER_CHUNK = 64
+_WHOLE_CHUNK_MIN_TILES = 64
 
 
 class Winograd(Algorithm):
@@ -63,6 +83,8 @@ class Winograd(Algorithm):
             return f"{self.name}: stride {geom.stride} is not 1"
         if any(d != 1 for d in geom.dilation):
             return f"{self.name}: dilation {geom.dilation} is not 1"
+        if geom.nd > 3:
+            return f"{self.name}: {geom.nd} spatial dimensions; error bounds are measured for 1 to 3"
         error = self.error_bound(geom, dtype)
         if error > _config.max_relative_error:
             return (f"{self.name}: est. {np.dtype(dtype)} relative error {error:.1e} > "
@@ -74,28 +96,33 @@ class Winograd(Algorithm):
         return None
 
     def error_bound(self, geom: ConvGeometry, dtype) -> float:
-        """Estimated relative L2 error of one call in ``dtype`` (see the module docstring)."""
-        unit = np.finfo(dtype).eps / 2
-        return _ERROR_GROWTH[self.m][geom.nd] * unit * math.sqrt(geom.in_per_group)
+        """Estimated relative L2 error of one call computed in ``dtype``: ``u * (A + B*sqrt(Cg))``
+        with u the unit roundoff and (A, B) per tile size and dimension (module docstring)."""
+        a, b = ERROR_GROWTH[self.m][geom.nd]
+        return np.finfo(dtype).eps / 2 * (a + b * math.sqrt(geom.in_per_group))
 
     def cost(self, geom, dtype, op):
-        from .._cost_model import (WINOGRAD_SECONDS_PER_MAC, WINOGRAD_SECONDS_PER_TRANSFORM_BYTE)
-        t = wt.tiles(geom, self.m)
-        points = (self.m + 2) ** geom.nd
-        n_tiles = geom.batch * math.prod(t)
-        macs = points * geom.out_per_group * geom.in_channels * n_tiles
-        itemsize = np.dtype(dtype).itemsize
-        moved = points * (n_tiles * (geom.in_channels + geom.out_channels)
-                          + geom.out_channels * geom.in_per_group) * itemsize
-        return macs * WINOGRAD_SECONDS_PER_MAC + moved * WINOGRAD_SECONDS_PER_TRANSFORM_BYTE
+        from .._cost_model import WINOGRAD_SECONDS_PER_ELEMENT_TERM, gemm_seconds
+        points, itemsize = (self.m + 2) ** geom.nd, np.dtype(dtype).itemsize
+        tiles = self._tiles(geom)
+        chunk = min(tiles, max(_MIN_CHUNK_TILES, _CHUNK_BYTES // self._tile_bytes(geom, dtype)))
+        # transformed inputs and products (each written and read once) and filters
+        moved = (points * tiles * (geom.in_channels + geom.out_channels)
+                 + self._fixed_bytes(geom, dtype) // itemsize)
+        return (gemm_seconds(self._macs(geom), geom.out_per_group, geom.in_per_group, chunk, 0, itemsize)
+                + moved * itemsize / 4 * (self.m + 2) * WINOGRAD_SECONDS_PER_ELEMENT_TERM)
 
     def _fixed_bytes(self, geom: ConvGeometry, dtype) -> int:
+        """The transformed filters."""
         return (self.m + 2) ** geom.nd * geom.out_channels * geom.in_per_group * np.dtype(dtype).itemsize
 
+    def _tile_bytes(self, geom: ConvGeometry, dtype) -> int:
+        """Transform-domain scratch of one tile (its inputs and products)."""
+        return (self.m + 2) ** geom.nd * (geom.in_channels + geom.out_channels) * np.dtype(dtype).itemsize
+
     def _unit_bytes(self, geom: ConvGeometry, dtype) -> int:
-        """Transform-domain scratch of one tile row (inputs and products)."""
-        points = (self.m + 2) ** geom.nd
-        return points * (geom.in_channels + geom.out_channels) * (wt.tiles(geom, self.m)[-1] + 1) * np.dtype(dtype).itemsize
+        """Transform-domain scratch of one tile row, its spare tile included."""
+        return self._tile_bytes(geom, dtype) * (wt.tiles(geom, self.m)[-1] + 1)
 
     # ---- running ----------------------------------------------------------------------
     def forward(self, x, w, geom):
@@ -107,7 +134,8 @@ class Winograd(Algorithm):
         tw = t_last + 1  # tiles per tile row in the transform domain, with a spare one
         u = wt.weight_transform(w, geom, m)  # (points, G, Og, Cg)
         x4 = x.reshape(geom.batch, geom.in_channels, -1, geom.in_size[-1])
-        y = np.empty((geom.batch, geom.out_channels, math.prod(geom.out_size[:-1]), geom.out_size[-1]), dtype=dtype)
+        rows_out = math.prod(geom.out_size[:-1])
+        y = np.empty((geom.batch, geom.out_channels, rows_out, geom.out_size[-1]), dtype=dtype)
         lo, hi = geom.padding[-1]
         col_stop = geom.in_size[-1] + min(hi, 0)
         cg, og, channels = geom.in_per_group, geom.out_per_group, geom.in_channels
@@ -115,7 +143,8 @@ class Winograd(Algorithm):
 
         def buffers(chunk, scratch):
             tiles = (chunk[1] - chunk[0]) * tw
-            return (scratch.get("v", (points, channels, tiles)), scratch.get("prod", (points, geom.out_channels, tiles)))
+            return (scratch.get("v", (points, channels, tiles)),
+                    scratch.get("prod", (points, geom.out_channels, tiles)))
 
         def transform(chunk, c_range, v):
             INPUT_TRANSFORM[m](x4, src_rows, lo, col_stop, nd, t_last, *chunk, *c_range, bt, v)
@@ -144,31 +173,38 @@ class Winograd(Algorithm):
                 par.for_each(par.split(og, n), lambda o_range, _: multiply(chunk, o_range, v, prod), n, dtype)
         return y.reshape(geom.output_shape)
 
+    def _tiles(self, geom: ConvGeometry) -> int:
+        """Tiles of the transform domain, the spare one per tile row included."""
+        t = wt.tiles(geom, self.m)
+        return geom.batch * math.prod(t[:-1]) * (t[-1] + 1)
+
     def _macs(self, geom: ConvGeometry) -> int:
         """Multiply-adds of the transform-domain products."""
-        return (self.m + 2) ** geom.nd * geom.out_per_group * geom.in_channels * geom.batch * math.prod(
-            wt.tiles(geom, self.m))
+        return (self.m + 2) ** geom.nd * geom.out_per_group * geom.in_channels * self._tiles(geom)
 
     def _chunks(self, geom: ConvGeometry, dtype, rows: int, workers: int) -> tuple[list[tuple[int, int]], bool]:
         """Ranges of tile rows (units) to run one after another or side by side, and whether the
-        workers split each chunk's channels rather than take whole chunks.
+        workers share each chunk's channels rather than take whole chunks.
 
-        A chunk's transform-domain scratch stays cache-sized, unless the transformed weights are
-        larger (each chunk reads them all: fewer, bigger chunks), and within the workspace budget.
-        Whole chunks go to workers when there are enough of them with enough tiles each.
+        Chunks hold ``_CHUNK_BYTES`` of transform-domain scratch, or more to reach
+        ``_MIN_CHUNK_TILES`` tiles or when the transformed filters are larger (each chunk reads
+        them all), within the workspace budget. Whole chunks go to workers when each gets several
+        with enough tiles.
         """
-        units = geom.batch * rows
-        unit_bytes = self._unit_bytes(geom, dtype)
+        units, tw = geom.batch * rows, wt.tiles(geom, self.m)[-1] + 1
+        tile_bytes = self._tile_bytes(geom, dtype)
         free = _config.workspace_bytes - self._fixed_bytes(geom, dtype)
-        target = max(_CHUNK_BYTES, 2 * self._fixed_bytes(geom, dtype))
-        tiles = units * wt.tiles(geom, self.m)[-1]
-        if workers > 1 and units >= _CHUNKS_PER_WORKER * workers and tiles >= _MIN_TILES_PER_CHUNK * _CHUNKS_PER_WORKER * workers:
-            step = max(1, min(free // workers, target) // unit_bytes)
-            return par.split(units, max(-(-units // step), _CHUNKS_PER_WORKER * workers)), False
-        step = max(1, min(free, target) // unit_bytes)
-        return par.split(units, -(-units // step)), workers > 1
+        target = max(_CHUNK_BYTES, _MIN_CHUNK_TILES * tile_bytes, 2 * self._fixed_bytes(geom, dtype))
+        queued = _CHUNKS_PER_WORKER * workers
+        whole = workers > 1 and units >= queued and units * tw >= queued * _WHOLE_CHUNK_MIN_TILES
+        step = max(1, min(free // workers if whole else free, target) // (tile_bytes * tw))
+        parts = -(-units // step)
+        return par.split(units, max(parts, queued) if whole else parts), workers > 1 and not whole
 
 
-#: Relative-error growth factors (bound / (unit roundoff * sqrt(in_per_group))) per tile
-#: size and dimension, from measurements (see the module docstring); placeholder until fitted.
-_ERROR_GROWTH = {2: {1: 4.0, 2: 8.0, 3: 16.0}, 4: {1: 16.0, 2: 64.0, 3: 256.0}}
+#: (A, B) per tile size m and dimension d of the error estimate ``u * (A + B*sqrt(Cg))``: 1.5x
+#: the least upper envelope of float32 measurements (module docstring), so calls stay below it.
+ERROR_GROWTH = {
+    2: {1: (1.5, 0.5), 2: (2.2, 0.7), 3: (4.5, 0.75)},
+    4: {1: (4.5, 1.2), 2: (12.0, 4.7), 3: (39.0, 11.6)},
+}
