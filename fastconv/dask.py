@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import operator
 
 import numpy as np
@@ -148,13 +149,18 @@ def _single_chunk(array) -> "da.Array":
 
 # ---- where blocks read from -----------------------------------------------------------------------
 class _Chunks:
-    """A Dask input: each block's window is assembled from the slices of the chunks it touches."""
+    """A Dask input: each block's window is assembled from the slices of the chunks it touches.
+
+    A slice that is a small part of its chunk (a halo) is cut by a task of its own, which the
+    scheduler runs where the chunk lives: only the halo travels to the block's worker.
+    """
 
     def __init__(self, x):
         self.x = x.rechunk({1: -1})  # channels are contracted: one chunk
         self.bounds = [list(itertools.accumulate(c, initial=0)) for c in self.x.chunks[2:]]
         self.shape, self.dtype, self.batch_chunks = self.x.shape, self.x.dtype, self.x.chunks[0]
         self.dependencies, self.graph, self.token = [self.x], {}, self.x.name
+        self.halo_name = "fastconv-halo-" + tokenize(self.x.name)
 
     def out_chunks(self, geom: ConvGeometry, op: str):
         return _output_chunks(geom, op, self.x.chunks[2:])
@@ -164,15 +170,21 @@ class _Chunks:
         per_dim = []
         for (a, b), bounds in zip(ranges, self.bounds):
             first = bisect.bisect_right(bounds, a) - 1
-            per_dim.append([(k, slice(max(a, bounds[k]) - bounds[k], min(b, bounds[k + 1]) - bounds[k]),
-                             slice(max(a, bounds[k]) - a, min(b, bounds[k + 1]) - a))
+            per_dim.append([(k, max(a, bounds[k]) - bounds[k], min(b, bounds[k + 1]) - bounds[k],
+                             bounds[k + 1] - bounds[k], max(a, bounds[k]) - a)
                             for k in range(first, len(bounds) - 1) if bounds[k] < b])
         pieces, places = [], []
+        whole = (slice(None), slice(None))
         for combo in itertools.product(*per_dim):
-            whole = (slice(None), slice(None))
-            pieces.append((operator.getitem, (self.x.name, batch_index, 0, *(k for k, _, _ in combo)),
-                           (*whole, *(src for _, src, _ in combo))))
-            places.append((*whole, *(dst for _, _, dst in combo)))
+            chunk = (self.x.name, batch_index, 0, *(k for k, *_ in combo))
+            src = (*whole, *(slice(lo, hi) for _, lo, hi, _, _ in combo))
+            if 2 * math.prod(hi - lo for _, lo, hi, _, _ in combo) < math.prod(n for *_, n, _ in combo):
+                halo = (self.halo_name, batch_index, *(v for k, lo, hi, _, _ in combo for v in (k, lo, hi)))
+                self.graph[halo] = (operator.getitem, chunk, src)
+                pieces.append(halo)
+            else:
+                pieces.append((operator.getitem, chunk, src))
+            places.append((*whole, *(slice(dst, dst + hi - lo) for _, lo, hi, _, dst in combo)))
         shape = (self.batch_chunks[batch_index], self.shape[1], *(b - a for a, b in ranges))
         return (_assemble, pieces, places, shape, self.dtype)
 
@@ -283,7 +295,7 @@ def _convolve(op: str, geom: ConvGeometry, source, w, b, function: str, algorith
     name = "fastconv-" + tokenize(op, geom, source.token, w.name, None if b is None else b.name, algorithm)
     w_key = (w.name, *(0,) * w.ndim)
     b_key = None if b is None else (b.name, 0)
-    dsk = dict(source.graph)
+    dsk = {}
     for i, n in enumerate(source.batch_chunks):
         for index in itertools.product(*(range(len(c)) for c in spatial_out)):
             shape = (n, channels, *(c[j] for c, j in zip(spatial_out, index)))
@@ -296,6 +308,7 @@ def _convolve(op: str, geom: ConvGeometry, source, w, b, function: str, algorith
                 window = source.window(i, in_ranges if op == "forward" else out_ranges)
             dsk[(name, i, 0, *index)] = (_block, window, w_key, b_key, op, geometry, shape, source.dtype, function,
                                          algorithm)
+    dsk.update(source.graph)  # the store, or the halo tasks the windows asked for
     deps = [*source.dependencies, w] + ([] if b is None else [b])
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
     return da.Array(graph, name, chunks=(source.batch_chunks, (channels,), *spatial_out), dtype=source.dtype,

@@ -229,3 +229,19 @@ def test_real_measurement_times_the_candidates():
     p = plan(function="conv2d_weight")
     assert any(c.measured is not None and c.measured > 0 for c in p.candidates)
     assert p.choice.measured is not None
+
+
+def test_race_times_every_callable_and_reports_failures():
+    counts = {"a": 0, "b": 0}
+
+    def ok(name):
+        def call():
+            counts[name] += 1
+        return call
+
+    def broken():
+        raise ValueError("no")
+    times, failures = _measure.race({"a": ok("a"), "b": ok("b"), "c": broken}, repeats=3)
+    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
+    assert failures == {"c": "ValueError: no"}
+    assert counts["a"] >= 2 and counts["b"] >= 2  # a warm-up call, then timed ones

@@ -97,14 +97,10 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, b
     zero = v.dtype.type(0)
     tw = t_last + 1
     size = (u1 - u0) * tw
-    # phase q of a row holds input columns j*m + q - lo; tiles j_lo[q] <= j < j_hi[q] read real
-    # columns, in [0, col_stop), the others the zero padding
-    j_lo = np.empty(m, dtype=np.int64)
-    j_hi = np.empty(m, dtype=np.int64)
-    for q in range(m):
-        j_lo[q] = min(max(0, -((q - lo) // m)), tw)
-        j_hi[q] = max(j_lo[q], min(tw, (col_stop - 1 + lo - q) // m + 1))
-    j_all_lo, j_all_hi = j_lo.max(), max(j_lo.max(), j_hi.min())
+    # phase q of a row holds input columns j*m + q - lo; tiles j_all_lo <= j < j_all_hi read
+    # real columns, in [0, col_stop), in every phase
+    j_all_lo = min(max(0, -(-lo // m)), tw)
+    j_all_hi = max(j_all_lo, min(tw, (col_stop + lo - m) // m + 1))
     ph = np.zeros((m * kk, 1, size + 1), dtype=v.dtype)  # phase q of lead position k in row q*kk + k
     # two regions of rows (k, nu) for the passes over the axes; never swapped as variables
     # (numba then loses track of the arrays and the loops stop vectorising)
@@ -117,7 +113,8 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, b
             base = uu * tw
             for k in range(kk):
                 s = src_rows[r, k]
-                # explicit loops: numba's slice assignments and views cost more than these short rows
+                # phase-split the row (explicit loops: numba's slice assignments and views cost more
+                # than these short rows)
                 if s < 0:
                     for q in range(m):
                         for j in range(tw):
@@ -126,11 +123,9 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, b
                 for j in range(j_all_lo, j_all_hi):  # tiles whose m columns all lie in the input
                     for q in range(m):
                         ph[q * kk + k, 0, base + j] = x[n, c, s, j * m + q - lo]
-                for j in range(tw):  # the others, reaching into the padding
-                    if j == j_all_lo:
-                        break
+                for j in range(j_all_lo):  # the others, reaching into the padding
                     _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base)
-                for j in range(max(j_all_hi, j_all_lo), tw):
+                for j in range(j_all_hi, tw):
                     _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base)
         # last axis into rows (k, nu): of v itself in 1-D, else of the scratch
         for k in range(kk):
