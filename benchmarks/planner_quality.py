@@ -6,9 +6,10 @@ median and 95th percentile of that ratio (targets: <= 1.2 and <= 1.5) and, per a
 far its estimates are from its measured times.
 
     python benchmarks/planner_quality.py [--cases resnet50 ...] [--threads N] [--repeats 3] [--json PATH]
-    python benchmarks/planner_quality.py --from-json PATH --fit
+    python benchmarks/planner_quality.py --from-json RUN1.json RUN2.json ... --fit
 
-``--fit`` searches one factor per algorithm (``fastconv._cost_model.CALIBRATION``) that
+``--from-json`` combines earlier runs (per candidate, the median of its measured times), which
+tames the noise of a shared machine. ``--fit`` searches one factor per algorithm (``fastconv._cost_model.CALIBRATION``) that
 minimises the geometric mean of pick/best (ties: the 95th percentile) over the measured cases,
 and prints the factors and the quality they would give: the provenance of CALIBRATION.
 
@@ -97,6 +98,18 @@ def fit(rows: list[dict], sweeps: int = 4) -> dict[str, float]:
     return factors
 
 
+def combine(runs: list[dict]) -> dict:
+    """One result from several runs on the same suite: per candidate, the median of its measured times."""
+    cases = []
+    for rows in zip(*(run["cases"] for run in runs)):
+        times = {}
+        for row in rows:
+            for label, t in row["measured_s"].items():
+                times.setdefault(label, []).append(t)
+        cases.append({**rows[0], "measured_s": {label: statistics.median(t) for label, t in times.items()}})
+    return {**runs[0], "cases": cases}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", type=Path, default=None)
@@ -105,13 +118,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--within", type=float, default=30.0)
     parser.add_argument("--json", type=Path, default=None, help="write the per-case results here")
-    parser.add_argument("--from-json", type=Path, default=None, help="read earlier results instead of measuring")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None,
+                        help="combine earlier results instead of measuring")
     parser.add_argument("--fit", action="store_true", help="fit per-algorithm calibration factors")
     args = parser.parse_args()
     fastconv.set_num_threads(args.threads)
     print(f"{'case':<22} {'heuristic pick':<24} {'measured best':<24} {'pick/best':>9}  measured ms (estimated ms)")
     if args.from_json:
-        data = json.loads(args.from_json.read_text())
+        data = combine([json.loads(p.read_text()) for p in args.from_json])
         rows = data["cases"]
         for row in rows:
             print(_line(row))

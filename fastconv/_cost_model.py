@@ -51,19 +51,27 @@ FFT_ERROR_PER_LOG2_POINT = 1.0
 FFT_ERROR_PER_SQRT_TERM = 1.0
 
 # ---- direct and depthwise (algorithms/direct.py, Direct.cost) ---------------------------------
-# Least-squares fit (relative errors) of 20 calls x 2 runs: the suite's depthwise, grouped and
-# few-channel layers and variants (1-D/3-D depthwise, gradients), both cores, medians of 9, each
-# timed beside a BLAS sgemm whose rate is taken as GEMM_SECONDS_PER_MAC. Fit error ~25% (geometric),
-# the run-to-run noise of the loaded machine. numba emits 8-lane (ymm) loops: these kernels peak
-# near half of BLAS's rate and win where im2col copies and thin matrix products lose.
-#: Multiply-add of the one-output kernel (4 taps per pass over its accumulator run).
-DIRECT_SECONDS_PER_MAC = 3.5e-11
-#: Multiply-add of the four-output kernel (four outputs share each load).
-DIRECT_SECONDS_PER_BLOCKED_MAC = 3.2e-11
+# Least-squares fit (relative errors) of 24 calls x 2 runs: the suite's depthwise, grouped and
+# few-channel layers and variants (1-D/3-D depthwise, large kernels, gradients), both cores,
+# medians of 9, each timed beside a BLAS sgemm whose rate is taken as GEMM_SECONDS_PER_MAC.
+# Fit error ~40% (geometric), mostly the run-to-run noise of the loaded machine.
+#: Multiply-add of the one-output register tile (4 x 64-byte registers).
+DIRECT_SECONDS_PER_MAC = 3.2e-11
+#: Multiply-add of the four-output register tile (4 outputs sharing each load).
+DIRECT_SECONDS_PER_BLOCKED_MAC = 1.75e-11
+#: ... when the 4 outputs are 4 output rows (runs one row long): 0.61-0.73x the one-output tile's
+#: time per multiply-add (zero cells included) on 13x13 and 31x31 depthwise layers.
+DIRECT_SECONDS_PER_ROWS_MAC = 2.4e-11
 #: Per element packed (zero-padded, phase-split input planes) or stored/loaded (outputs, gradients).
-DIRECT_SECONDS_PER_ELEMENT = 1.0e-9
+DIRECT_SECONDS_PER_ELEMENT = 7.7e-10
 #: Fixed cost of one call (argument checks, dispatch, thread start).
 DIRECT_SECONDS_PER_CALL = 5e-5
+#: Multiply-adds slow down by 1 + (packed planes of a group) / this: 1.15x at 5 MB, 2x at 37 MB
+#: (32-channel 3-D volumes, single thread, against 2-D layers whose group packs in 0.4 MB).
+DIRECT_CACHE_BYTES = 32 * 2**20
+#: Calls estimated below this run on one thread: waking a second one costs more (loaded machine:
+#: 8 ms median for a 0.4 ms depthwise call on two threads).
+DIRECT_PARALLEL_SECONDS = 5e-4
 
 # ---- winograd (algorithms/winograd.py, Winograd.cost) -----------------------------------------
 # The transform-domain products are costed as gemm's (gemm_seconds); the transforms per element

@@ -87,13 +87,20 @@ def conv_store(store, weight, bias=None, stride=1, padding=0, dilation=1, groups
     weight, bias, stride, padding, dilation, groups, algorithm
         As :func:`fastconv.functional.conv`.
     chunks : int or tuple
-        Spatial chunks of the result (regular chunks suit ``dask.array.to_zarr``).
+        Spatial chunks of the result (regular chunks suit ``dask.array.to_zarr``). A block reads
+        its window, ``stride`` times its size plus the halo, so larger blocks re-read less.
 
     Returns
     -------
     dask.array.Array
         ``(N, C_out, *out)``, or ``(C_out, *out)`` for an unbatched or bare input; one batch
         element and all channels per block.
+
+    Notes
+    -----
+    The store enters the graph once; on a distributed cluster it travels to the workers by pickle:
+    a zarr array as a reference to its storage (which the workers must reach), a NumPy array or
+    memmap as its data.
 
     Examples
     --------
@@ -107,7 +114,9 @@ def conv_store(store, weight, bias=None, stride=1, padding=0, dilation=1, groups
     nd = np.ndim(weight) - 2
     lead = len(store.shape) - nd  # 2: batched, 1: unbatched, 0: bare volume
     ctx = CallContext("conv_store").with_shapes(store.shape, np.shape(weight))
-    if nd < 1 or lead not in (0, 1, 2):
+    if nd < 1:
+        raise ctx.value_error("weight must have at least 3 dimensions (out_channels, in_channels/groups, *kernel)")
+    if lead not in (0, 1, 2):
         raise ctx.value_error(f"expected a store of {nd}, {nd + 1} or {nd + 2} dimensions "
                               f"((*spatial), (C, *spatial) or (N, C, *spatial)) for a {nd + 2}-D weight")
     shape = (1,) * (2 - lead) + tuple(store.shape)

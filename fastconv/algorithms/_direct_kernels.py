@@ -351,7 +351,7 @@ def forward(x, in_size, channels, w, offs, count, cells, y, out_size, lo, stride
 @numba.njit(parallel=True, cache=True)
 def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, stride, e0, e, rows, chunk, groups,
                cblock):
-    """dx (flat, N x C x in_size) from dy (flat, N x O x out_size), one stride phase at a time.
+    """dx (flat, N x C x in_size) from dy (flat, N x O x out_size), stride phase by stride phase.
 
     The output gradients of a group are packed with margins (``e`` rows per dimension starting at
     index ``e0``); phase p of ``phases`` is (fd, fh, fw, a0_d, a0_h, a0_w, n_d, n_h, n_w, col, count):
@@ -370,8 +370,12 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
     batch = dy.size // (out_channels * plane_out)
     lo_dy = (-e0[0], -e0[1], -e0[2])
     longest = 1
+    planes = blocks = chunks = 0  # the most planes, row blocks and column chunks of any phase
     for p in range(phases.shape[0]):
         longest = max(longest, _longest_run(min(rows, phases[p, 7]), ew, phases[p, 8], chunk))
+        planes = max(planes, phases[p, 6])
+        blocks = max(blocks, (phases[p, 7] + rows - 1) // rows)
+        chunks = max(chunks, (phases[p, 8] + chunk - 1) // chunk)
     for job in prange(batch * groups * ncb):
         jb = job % ncb
         g = (job // ncb) % groups
@@ -382,15 +386,17 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
         acc = np.empty(4 * (longest + _SLACK), dy.dtype)
         c_first = g * cg + jb * cblock
         c_stop = min(c_first + cblock, (g + 1) * cg)
-        for p in range(phases.shape[0]):
-            fd, fh, fw, a0d, a0h, a0w, nd, nh, nw, col, count = phases[p]
-            if nd == 0 or nh == 0 or nw == 0:
-                continue
-            rows_p = min(rows, nh) if nw <= chunk else 1
-            rblocks = (nh + rows_p - 1) // rows_p
-            cchunks = (nw + chunk - 1) // chunk
-            for seg in range(nd * rblocks * cchunks):
-                d, r0, nr, c0, nc = _segment(seg, rblocks, cchunks, rows_p, nh, chunk, nw)
+        # runs of the same rows of every phase together: they read the same rows of ys
+        for seg in range(planes * blocks * chunks):
+            d = seg // (blocks * chunks)
+            r0 = (seg // chunks) % blocks * rows
+            c0 = seg % chunks * chunk
+            for p in range(phases.shape[0]):
+                fd, fh, fw, a0d, a0h, a0w, nd, nh, nw, col, count = phases[p]
+                if d >= nd or r0 >= nh or c0 >= nw:
+                    continue
+                nr = min(rows, nh - r0)
+                nc = min(chunk, nw - c0)
                 base = ((a0d + d - e0[0]) * eh + (a0h + r0 - e0[1])) * ew + (a0w + c0 - e0[2])
                 i_d = (a0d + d) * stride[0] + fd - lo[0]
                 i_h = (a0h + r0) * stride[1] + fh - lo[1]

@@ -4,9 +4,11 @@ For layers whose channel count per group is small (grouped convolutions, 1-3 cha
 large kernels) im2col copies every input value once per kernel tap and the matrix product is too
 thin to run fast. Here each input plane is copied once into a per-thread buffer, zero-padded and
 split into stride phases (``_direct_kernels`` explains the layout), and every tap is a constant
-offset into it: strides, dilation and padding cost nothing per tap. Outputs of a group are
-computed four at a time so they share every load. Native input and weight gradients use the
-same layouts (the input gradient phase by phase, without multiplying inserted zeros).
+offset into it: strides, dilation and padding cost nothing per tap. Results are accumulated in
+register tiles of 64-byte vectors over all taps; outputs of a group are computed four at a time
+so that they share every load, and for large kernels (one output per input channel) four output
+rows of one output, whose taps meet the same input rows. Native input and weight gradients use
+the same layouts (the input gradient phase by phase, without multiplying inserted zeros).
 
 Arithmetic runs in the input dtype with fused multiply-adds, summing taps in order; weight
 gradients are vectorised dot products accumulated in float64 across segments and the batch.
@@ -32,7 +34,7 @@ _BLOCK = 4
 #: Bytes of the 4-output register tile's row (2 registers of 64 bytes): rowwise runs are whole tiles.
 _TILE_BYTES = 128
 #: (input x output channels per group) from which matrix products win: direct declines.
-_WIDE = 64 * 64
+_WIDE = 32 * 64
 
 
 class _Forward(NamedTuple):
@@ -113,7 +115,7 @@ def forward_layout(geom: ConvGeometry, itemsize: int, rowwise: bool) -> _Forward
     if geom.out_per_group >= _BLOCK or not rowwise or sp.out_size[1] < 2:
         return flat
     rows = _rows_layout(geom, sp, itemsize)
-    cheaper = (rows.positions * rows.offsets.size * cm.DIRECT_SECONDS_PER_BLOCKED_MAC
+    cheaper = (rows.positions * rows.offsets.size * cm.DIRECT_SECONDS_PER_ROWS_MAC
                < flat.positions * flat.count * cm.DIRECT_SECONDS_PER_MAC)
     return rows if cheaper else flat
 
@@ -223,7 +225,8 @@ class Direct(Algorithm):
         if geom.groups == geom.in_channels:
             return "direct: depthwise (groups == in_channels) runs as 'depthwise'"
         if geom.in_per_group * geom.out_per_group >= _WIDE:
-            # measured: ties gemm at 64 x 64 channels per group (3x3, and k=2 dilated 1-D), 1.6-2x slower at 256
+            # measured against gemm: 1.1-1.3x slower at 32 x 64 (transposed 2x2x2 stride 2, vs subpixel) and
+            # 64 x 64 (k=2 dilated 1-D), 1.6-2x slower at 256 x 256; faster up to 32 x 32
             return (f"direct: {geom.in_per_group} x {geom.out_per_group} channels per group; BLAS matrix products "
                     f"(gemm) are faster")
         return None
@@ -276,7 +279,7 @@ class Direct(Algorithm):
         if op == "input_grad":  # computes input channels, each a sum over the group's outputs
             per, other = geom.in_per_group, geom.out_per_group
             lay = input_grad_layout(geom, itemsize)
-            single = blocked = lay.work  # per-phase tap lists are zero-padded to 4
+            single = blocked = lay.work
             planes, written = math.prod(lay.e), math.prod(geom.input_shape)
         else:
             per, other = geom.out_per_group, geom.in_per_group
@@ -285,9 +288,13 @@ class Direct(Algorithm):
             planes, written = lay.packed, math.prod(geom.output_shape)
         block = _block(per, g if op == "weight_grad" else n * g)
         jobs = n * g * -(-per // block)  # weight_grad splits the batch across jobs too
-        together = per if op != "input_grad" and lay.rowwise else per // _BLOCK * _BLOCK
-        seconds = (n * g * (together * blocked * cm.DIRECT_SECONDS_PER_BLOCKED_MAC
-                            + (per - together) * single * cm.DIRECT_SECONDS_PER_MAC)
+        rowwise = op != "input_grad" and lay.rowwise
+        together = per if rowwise else per // _BLOCK * _BLOCK
+        # a group's packed planes that outgrow the caches are streamed from memory by every run
+        streaming = 1 + other * planes * itemsize / cm.DIRECT_CACHE_BYTES
+        seconds = (n * g * streaming * (together * blocked * (cm.DIRECT_SECONDS_PER_ROWS_MAC if rowwise
+                                                              else cm.DIRECT_SECONDS_PER_BLOCKED_MAC)
+                                        + (per - together) * single * cm.DIRECT_SECONDS_PER_MAC)
                    + (jobs * other * planes + written) * cm.DIRECT_SECONDS_PER_ELEMENT)
         # the constants are for every core busy; fewer jobs than threads leave cores idle
         threads = _threads()
@@ -307,9 +314,9 @@ class Direct(Algorithm):
         parts = max(1, min(segments, -(-2 * _threads() // (jobs * -(-og // oblock)))))
         y = np.empty(geom.output_shape, dtype=x.dtype)
         cells = lay.cells if lay.rowwise else np.empty((_BLOCK, 0), dtype=np.int64)
-        _dynamic(k.forward)(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, cells,
-                            y.reshape(-1), sp.out_size, sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups,
-                            oblock, parts)
+        run = _parallel(k.forward, self.cost(geom, x.dtype, "forward"))
+        run(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, cells, y.reshape(-1), sp.out_size,
+            sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, parts)
         return y
 
     def input_grad(self, dy, w, geom):
@@ -323,9 +330,10 @@ class Direct(Algorithm):
         table = wg[:, np.maximum(outs, 0), :, taps].transpose(1, 2, 0)  # (G, cg, columns)
         table = np.where(outs >= 0, table, 0).astype(dy.dtype).reshape(geom.in_channels, -1)
         dx = np.empty(geom.input_shape, dtype=dy.dtype)
-        _dynamic(k.input_grad)(_flat(dy), sp.out_size, geom.out_channels, np.ascontiguousarray(table), lay.offsets,
-                               lay.phases, dx.reshape(-1), sp.in_size, sp.lo, sp.stride, lay.e0, lay.e, lay.rows,
-                               lay.chunk, geom.groups, _block(cg, geom.batch * geom.groups))
+        run = _parallel(k.input_grad, self.cost(geom, dy.dtype, "input_grad"))
+        run(_flat(dy), sp.out_size, geom.out_channels, np.ascontiguousarray(table), lay.offsets, lay.phases,
+            dx.reshape(-1), sp.in_size, sp.lo, sp.stride, lay.e0, lay.e, lay.rows, lay.chunk, geom.groups,
+            _block(cg, geom.batch * geom.groups))
         return dx
 
     def weight_grad(self, x, dy, geom):
@@ -336,20 +344,30 @@ class Direct(Algorithm):
         oblock = _block(og, geom.groups)
         splits = max(1, min(geom.batch, -(-2 * _threads() // (geom.groups * -(-og // oblock)))))
         partial = np.zeros((splits, geom.out_channels, lay.offsets.size))
-        _dynamic(k.weight_grad)(_flat(x), sp.in_size, geom.in_channels, _flat(dy), sp.out_size, geom.out_channels,
-                                lay.offsets, lay.count, sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups,
-                                oblock, partial)
+        run = _parallel(k.weight_grad, self.cost(geom, x.dtype, "weight_grad"))
+        run(_flat(x), sp.in_size, geom.in_channels, _flat(dy), sp.out_size, geom.out_channels, lay.offsets, lay.count,
+            sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, partial)
         return partial.sum(axis=0)[:, :lay.count].astype(x.dtype).reshape(geom.weight_shape)
 
 
-def _dynamic(kernel):
-    """``kernel`` with its parallel jobs handed out one at a time: on a busy machine a thread that
-    is descheduled then delays only its current job (static shares would wait for it)."""
+def _parallel(kernel, seconds: float):
+    """``kernel`` with its parallel jobs handed out one at a time (on a busy machine a descheduled
+    thread then delays only its current job, where static shares would wait for it), on one
+    thread when the call is estimated below ``DIRECT_PARALLEL_SECONDS``: the wake-up of a second
+    thread costs more than it saves there (measured up to milliseconds on a loaded machine)."""
     import numba
 
+    from .._cost_model import DIRECT_PARALLEL_SECONDS
+
     def run(*args):
-        with numba.parallel_chunksize(1):
-            return kernel(*args)
+        threads = numba.get_num_threads()
+        if seconds < DIRECT_PARALLEL_SECONDS:
+            numba.set_num_threads(1)
+        try:
+            with numba.parallel_chunksize(1):
+                return kernel(*args)
+        finally:
+            numba.set_num_threads(threads)
     return run
 
 
