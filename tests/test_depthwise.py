@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch_ref import t
 
 import fastconv
 from fastconv import grad as fg
-
-from torch_ref import t
 
 CASES = [  # (input shape, multiplier, kernel, stride, padding, dilation)
     ((2, 3, 13), 1, (5,), 2, 2, 2),
@@ -29,7 +28,7 @@ def test_depthwise_matches_torch_autograd(case):
     rng = np.random.default_rng(7)
     x = rng.standard_normal(shape)
     w = rng.standard_normal((channels * multiplier, 1, *kernel))
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=channels)
+    kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": channels}
     xt, wt = t(x).requires_grad_(True), t(w).requires_grad_(True)
     yt = getattr(torch.nn.functional, f"conv{nd}d")(xt, wt, **kw)
     dy = rng.standard_normal(tuple(yt.shape))

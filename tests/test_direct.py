@@ -7,15 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch_ref import t
 
 import fastconv
-from fastconv import grad as fg
 from fastconv import _config
+from fastconv import grad as fg
 from fastconv._errors import CallContext
 from fastconv._geometry import ConvGeometry
 from fastconv.algorithms import ALGORITHMS, direct
-
-from torch_ref import t
 
 REFERENCE = ALGORITHMS["reference"]
 
@@ -96,7 +95,9 @@ def test_both_forward_layouts_match_reference(case, monkeypatch):
     x, w, _ = _arrays(geom)
     expected = REFERENCE.forward(x, w, geom)
     for make in (direct._flat_layout, direct._rows_layout):
-        monkeypatch.setattr(direct, "forward_layout", lambda g, itemsize, rowwise: make(g, direct.spatial3d(g), itemsize))
+        def forced(g, itemsize, rowwise, make=make):
+            return make(g, direct.spatial3d(g), itemsize)
+        monkeypatch.setattr(direct, "forward_layout", forced)
         np.testing.assert_allclose(alg.forward(x, w, geom), expected, rtol=1e-11, atol=1e-11 * np.abs(expected).max(),
                                    err_msg=make.__name__)
 
@@ -122,7 +123,7 @@ def test_public_api_matches_torch(name, case):
     x, w, dy = _arrays(geom, seed=3)
     if any(isinstance(p, tuple) for p in np.atleast_1d(padding)):
         pytest.skip("pairs of padding are a fastconv extension")
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
     tconv = getattr(torch.nn.functional, f"conv{nd}d")
     xt, wt = t(x).requires_grad_(True), t(w).requires_grad_(True)
     yt = tconv(xt, wt, **kw)
