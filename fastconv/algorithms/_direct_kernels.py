@@ -187,24 +187,27 @@ def _register_tile(outputs: int, vectors: int):
     return tile
 
 
-#: Four outputs x 2 registers (they share the loads of src); one output x 4 registers.
-_tile4 = _register_tile(4, 2)
+#: Four outputs (sharing the loads of src) x 4 registers, x 2 registers for short runs (4 output
+#: rows of a narrow plane), one output x 4 registers.
+_tile4 = _register_tile(4, 4)
+_tile4_narrow = _register_tile(4, 2)
 _tile1 = _register_tile(1, 4)
 
 
 @numba.njit(cache=True)
-def _correlate(acc, length, src, base, w, row, col, offs, count, outputs):
+def _correlate(acc, length, src, base, w, row, col, offs, count, outputs, narrow):
     """acc[m*pitch + q] = sum_t w[row+m, col+t] * src[base + offs[col+t] + q] for m < ``outputs``
     (4 or 1), q < length rounded up to whole register tiles; returns the row pitch of acc. The
-    values past ``length`` are garbage: src needs that much readable slack."""
-    width = (128 if outputs == 4 else 256) // acc.itemsize  # the tile's registers x 64 bytes
+    values past ``length`` are garbage: src needs that much readable slack (``_SLACK``)."""
+    width = (128 if outputs == 4 and narrow else 256) // acc.itemsize  # the tile's registers x 64 bytes
     pitch = (length + width - 1) // width * width
-    if outputs == 4:
-        for q in range(0, length, width):
-            _tile4(acc, q, pitch, src, base + q, w, row, col, offs, count)
-    else:
-        for q in range(0, length, width):
+    for q in range(0, length, width):
+        if outputs == 1:
             _tile1(acc, q, pitch, src, base + q, w, row, col, offs, count)
+        elif narrow:
+            _tile4_narrow(acc, q, pitch, src, base + q, w, row, col, offs, count)
+        else:
+            _tile4(acc, q, pitch, src, base + q, w, row, col, offs, count)
     return pitch
 
 
@@ -329,7 +332,8 @@ def forward(x, in_size, channels, w, offs, count, cells, y, out_size, lo, stride
                         table[m, c] = w[o, cells[m, c]] if cells[m, c] >= 0 else 0
                 for seg in range(part * nseg // parts, (part + 1) * nseg // parts):
                     d, r0, nr, c0, nc = _segment(seg, rblocks, cchunks, rows, oh_, chunk, ow_)
-                    pitch = _correlate(acc, nc, xs, (d * qh + r0) * qw + c0, table, 0, 0, offs, cells.shape[1], 4)
+                    pitch = _correlate(acc, nc, xs, (d * qh + r0) * qw + c0, table, 0, 0, offs, cells.shape[1], 4,
+                                       True)
                     _store(acc, 0, pitch, nr, nc, y, (n * out_channels + o) * plane_out + (d * oh_ + r0) * ow_ + c0,
                            ow_, 1)
             continue
@@ -341,7 +345,7 @@ def forward(x, in_size, channels, w, offs, count, cells, y, out_size, lo, stride
             o = o_first
             while o < o_stop:
                 outputs = 4 if o + 4 <= o_stop else 1
-                pitch = _correlate(acc, length, xs, base, w, o, 0, offs, count, outputs)
+                pitch = _correlate(acc, length, xs, base, w, o, 0, offs, count, outputs, False)
                 for m in range(outputs):
                     _store(acc, m * pitch, qw, nr, nc, y, (n * out_channels + o + m) * plane_out + ybase, ow_, 1)
                 o += outputs
@@ -406,7 +410,7 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
                 c = c_first
                 while c < c_stop:
                     outputs = 4 if c + 4 <= c_stop else 1
-                    pitch = _correlate(acc, length, ys, base, w, c, col, offs, count, outputs)
+                    pitch = _correlate(acc, length, ys, base, w, c, col, offs, count, outputs, False)
                     for m in range(outputs):
                         _store(acc, m * pitch, ew, nr, nc, dx, (n * channels + c + m) * plane_in + xbase,
                                stride[1] * size_w, stride[2])
