@@ -1,10 +1,10 @@
 """Render the tables of benchmarks/RESULTS.md from ``fastconv bench`` JSON files.
 
-    python benchmarks/report.py RUN1.json RUN2.json [--single ST1.json [ST2.json]] [--quality Q.json]
+    python benchmarks/report.py RUN1.json RUN2.json [--single ST1.json ST2.json] [--quality Q1.json ...]
 
 RUN1 gives the full table; RUN2 (the same suite, run again) shows the noise: ratios side by
 side. ``--single`` adds the single-threaded runs, ``--quality`` the planner-quality results
-(benchmarks/planner_quality.py --json). Prose (what falls short and why) is written by hand.
+(benchmarks/planner_quality.py --json; several runs are combined). Prose (what falls short and why) is written by hand.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+import planner_quality
 from fastconv._cli_bench import ratios, summary, table
 
 #: (label, summary key, largest value that meets the goal)
@@ -86,14 +87,22 @@ def goals(run: dict, single: dict | None) -> str:
     return "\n".join(lines)
 
 
-def quality(data: dict) -> str:
+def quality(runs: list[dict]) -> str:
+    """The heuristic's pick vs the measured best per case, runs combined (median time per candidate)."""
+    data = planner_quality.combine(runs)
     rows = data["cases"]
-    r = [row["ratio"] for row in rows]
-    lines = [f"Median pick/best **{statistics.median(r):.2f}** (target <= 1.2), 95th percentile "
+    r = [planner_quality._ratio(row, row["pick"]) for row in rows]
+    lines = [f"{len(runs)} run(s) combined, {data['threads']} thread(s), calibration {data.get('calibration')}: "
+             f"median pick/best **{statistics.median(r):.2f}** (target <= 1.2), 95th percentile "
              f"**{float(np.percentile(r, 95)):.2f}** (target <= 1.5), worst {max(r):.2f}, "
-             f"best picked in {sum(x == 1.0 for x in r)} of {len(r)} cases ({data['threads']} thread(s)).", "",
-             "| case | heuristic pick | measured best | pick/best |", "|---|---|---|---|"]
-    lines += [f"| {row['case']} | {row['pick']} | {row['best']} | {row['ratio']:.2f} |" for row in rows]
+             f"best picked in {sum(x == 1.0 for x in r)} of {len(r)} cases.", "",
+             "| case | heuristic pick | measured best | pick/best | measured ms (estimated ms) per candidate |",
+             "|---|---|---|---|---|"]
+    for row, ratio in zip(rows, r):
+        times = row["measured_s"]
+        detail = ", ".join(f"{label} {t * 1e3:.3g} ({row['estimated_s'][label] * 1e3:.3g})"
+                           for label, t in sorted(times.items(), key=lambda kv: kv[1]))
+        lines.append(f"| {row['case']} | {row['pick']} | {min(times, key=times.get)} | {ratio:.2f} | {detail} |")
     return "\n".join(lines)
 
 
@@ -101,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--single", nargs="*", type=Path, default=[])
-    parser.add_argument("--quality", type=Path)
+    parser.add_argument("--quality", nargs="*", type=Path, default=[])
     args = parser.parse_args()
     runs = [json.loads(p.read_text()) for p in args.runs]
     single = [json.loads(p.read_text()) for p in args.single]
@@ -120,7 +129,7 @@ def main() -> None:
         print(noise_table(single) + "\n")
     if args.quality:
         print("### Planner heuristic vs measured best\n")
-        print(quality(json.loads(args.quality.read_text())) + "\n")
+        print(quality([json.loads(p.read_text()) for p in args.quality]) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ compares algorithms on the same call.
 
 #: Per-algorithm factors the planner multiplies each algorithm's own estimate by, so that the
 #: algorithms' separately fitted models agree with each other. Fitted by helper PLANNER over the
-#: suite (three runs of ``benchmarks/planner_quality.py --repeats 5 --json``, 2 threads, combined
-#: with ``--from-json ... --fit``): pick/best p95 1.37 -> 1.04 on those runs (see
-#: benchmarks/RESULTS.md). Refit when an algorithm's own model changes; absent = 1.
-CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winograd2": 1.414}
+#: suite with ``benchmarks/planner_quality.py --repeats 5 --json`` (2 threads) and
+#: ``--from-json RUNS... --fit``: three runs on the loaded machine gave these factors (with winograd2
+#: 1.414; pick/best p95 1.37 -> 1.04), three on the idle machine refitted winograd2 to 1.189 (p95 1.22
+#: -> 1.12). The runs are in benchmarks/results/. Refit when an algorithm's own model changes; absent = 1.
+CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winograd2": 1.189}
 
 #: einsum per tap, single-threaded, with temporaries: ~0.5 GMAC/s.
 REFERENCE_SECONDS_PER_MAC = 2e-9

@@ -100,11 +100,54 @@ def _pack(x, xbase, size, dst, dbase, lo, stride, q):
                         row = pbase + (a * qh + b) * qw
                         src = xbase + ((a * sd + fd - lo[0]) * size_h + b * sh + fh - lo[1]) * size_w + off
                         if sw == 1:
-                            for c in range(c0, c1):
-                                dst[_U(row + c)] = x[_U(src + c)]
+                            _copy(dst, row + c0, x, src + c0, c1 - c0)
                         else:
                             for c in range(c0, c1):
                                 dst[_U(row + c)] = x[_U(src + c * sw)]
+
+
+@intrinsic
+def _copy(typingctx, dst, dbase, src, sbase, n):
+    """dst[dbase:dbase+n] = src[sbase:sbase+n] (same dtype, 1-D, C-contiguous) in 64-byte vectors,
+    the tail masked: rows of a few dozen elements otherwise spend as long in scalar remainder
+    loops as the correlation spends on them."""
+    def codegen(context, builder, signature, args):
+        dst_v, dbase_v, src_v, sbase_v, n_v = args
+        scalar = context.get_value_type(dst.dtype)
+        size = context.get_abi_sizeof(scalar)
+        lanes = 64 // size
+        vec = ir.VectorType(scalar, lanes)
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        dst_p = cgutils.create_struct_proxy(dst)(context, builder, value=dst_v).data
+        src_p = cgutils.create_struct_proxy(src)(context, builder, value=src_v).data
+
+        def at(base_p, base, i):
+            return builder.bitcast(builder.gep(base_p, [builder.add(base, i)]), vec.as_pointer())
+
+        full = builder.sdiv(n_v, ir.Constant(i64, lanes))
+        with cgutils.for_range(builder, full) as loop:
+            i = builder.mul(loop.index, ir.Constant(i64, lanes))
+            builder.store(builder.load(at(src_p, sbase_v, i), align=size), at(dst_p, dbase_v, i), align=size)
+        done = builder.mul(full, ir.Constant(i64, lanes))
+        rest = builder.trunc(builder.sub(n_v, done), i32)
+        with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i32, 0))):
+            lane = ir.Constant(ir.VectorType(i32, lanes), list(range(lanes)))
+            splat = builder.shuffle_vector(builder.insert_element(ir.Constant(ir.VectorType(i32, lanes), ir.Undefined),
+                                                                  rest, ir.Constant(i32, 0)),
+                                           ir.Constant(ir.VectorType(i32, lanes), ir.Undefined),
+                                           ir.Constant(ir.VectorType(i32, lanes), None))
+            mask = builder.icmp_unsigned("<", lane, splat)
+            source, target = at(src_p, sbase_v, done), at(dst_p, dbase_v, done)
+            suffix = f"v{lanes}f{8 * size}.p0"
+            load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                vec, [source.type, i32, mask.type, vec]), f"llvm.masked.load.{suffix}")
+            store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+                ir.VoidType(), [vec, target.type, i32, mask.type]), f"llvm.masked.store.{suffix}")
+            values = builder.call(load, [source, ir.Constant(i32, size), mask, ir.Constant(vec, None)])
+            builder.call(store, [values, target, ir.Constant(i32, size), mask])
+        return context.get_dummy_value()
+
+    return types.void(dst, dbase, src, sbase, n), codegen
 
 
 @numba.njit(cache=True)
@@ -114,8 +157,7 @@ def _store(acc, abase, pitch, nrows, ncols, y, ybase, ypitch, step):
         a = abase + r * pitch
         b = ybase + r * ypitch
         if step == 1:
-            for c in range(ncols):
-                y[_U(b + c)] = acc[_U(a + c)]
+            _copy(y, b, acc, a, ncols)
         else:
             for c in range(ncols):
                 y[_U(b + c * step)] = acc[_U(a + c)]
@@ -128,10 +170,7 @@ def _load(y, ybase, ypitch, nrows, ncols, dst, dbase, pitch):
     for c in range(length):
         dst[_U(dbase + c)] = 0
     for r in range(nrows):
-        a = dbase + r * pitch
-        b = ybase + r * ypitch
-        for c in range(ncols):
-            dst[_U(a + c)] = y[_U(b + c)]
+        _copy(dst, dbase + r * pitch, y, ybase + r * ypitch, ncols)
 
 
 # ---- micro-kernels ---------------------------------------------------------------------------------

@@ -314,7 +314,7 @@ class Direct(Algorithm):
         parts = max(1, min(segments, -(-2 * _threads() // (jobs * -(-og // oblock)))))
         y = np.empty(geom.output_shape, dtype=x.dtype)
         cells = lay.cells if lay.rowwise else np.empty((_BLOCK, 0), dtype=np.int64)
-        run = _parallel(k.forward, self.cost(geom, x.dtype, "forward"))
+        run = _parallel(k.forward, self.cost(geom, x.dtype, "forward"), jobs * -(-og // oblock) * parts)
         run(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, cells, y.reshape(-1), sp.out_size,
             sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, parts)
         return y
@@ -330,10 +330,11 @@ class Direct(Algorithm):
         table = wg[:, np.maximum(outs, 0), :, taps].transpose(1, 2, 0)  # (G, cg, columns)
         table = np.where(outs >= 0, table, 0).astype(dy.dtype).reshape(geom.in_channels, -1)
         dx = np.empty(geom.input_shape, dtype=dy.dtype)
-        run = _parallel(k.input_grad, self.cost(geom, dy.dtype, "input_grad"))
+        cblock = _block(cg, geom.batch * geom.groups)
+        jobs = geom.batch * geom.groups * -(-cg // cblock)
+        run = _parallel(k.input_grad, self.cost(geom, dy.dtype, "input_grad"), jobs)
         run(_flat(dy), sp.out_size, geom.out_channels, np.ascontiguousarray(table), lay.offsets, lay.phases,
-            dx.reshape(-1), sp.in_size, sp.lo, sp.stride, lay.e0, lay.e, lay.rows, lay.chunk, geom.groups,
-            _block(cg, geom.batch * geom.groups))
+            dx.reshape(-1), sp.in_size, sp.lo, sp.stride, lay.e0, lay.e, lay.rows, lay.chunk, geom.groups, cblock)
         return dx
 
     def weight_grad(self, x, dy, geom):
@@ -344,17 +345,18 @@ class Direct(Algorithm):
         oblock = _block(og, geom.groups)
         splits = max(1, min(geom.batch, -(-2 * _threads() // (geom.groups * -(-og // oblock)))))
         partial = np.zeros((splits, geom.out_channels, lay.offsets.size))
-        run = _parallel(k.weight_grad, self.cost(geom, x.dtype, "weight_grad"))
+        run = _parallel(k.weight_grad, self.cost(geom, x.dtype, "weight_grad"), geom.groups * -(-og // oblock) * splits)
         run(_flat(x), sp.in_size, geom.in_channels, _flat(dy), sp.out_size, geom.out_channels, lay.offsets, lay.count,
             sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, partial)
         return partial.sum(axis=0)[:, :lay.count].astype(x.dtype).reshape(geom.weight_shape)
 
 
-def _parallel(kernel, seconds: float):
-    """``kernel`` with its parallel jobs handed out one at a time (on a busy machine a descheduled
-    thread then delays only its current job, where static shares would wait for it), on one
-    thread when the call is estimated below ``DIRECT_PARALLEL_SECONDS``: the wake-up of a second
-    thread costs more than it saves there (measured up to milliseconds on a loaded machine)."""
+def _parallel(kernel, seconds: float, jobs: int):
+    """``kernel`` with its ``jobs`` handed out in chunks of about a quarter of a thread's share:
+    on a busy machine a descheduled thread then delays only its current chunk, where static shares
+    would wait for it (each chunk re-runs the kernel's per-thread set-up, so not one job at a time).
+    On one thread when the call is estimated below ``DIRECT_PARALLEL_SECONDS``: the wake-up of a
+    second thread costs more than it saves there (measured up to milliseconds on a loaded machine)."""
     import numba
 
     from .._cost_model import DIRECT_PARALLEL_SECONDS
@@ -364,7 +366,7 @@ def _parallel(kernel, seconds: float):
         if seconds < DIRECT_PARALLEL_SECONDS:
             numba.set_num_threads(1)
         try:
-            with numba.parallel_chunksize(1):
+            with numba.parallel_chunksize(max(1, jobs // (4 * numba.get_num_threads()))):
                 return kernel(*args)
         finally:
             numba.set_num_threads(threads)
