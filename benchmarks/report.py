@@ -2,8 +2,8 @@
 
     python benchmarks/report.py RUN1.json RUN2.json [--single ST1.json ST2.json] [--quality Q1.json ...]
 
-RUN1 gives the full table; RUN2 (the same suite, run again) shows the noise: ratios side by
-side. ``--single`` adds the single-threaded runs, ``--quality`` the planner-quality results
+The last run gives the full table; all of them (the same suite, run again) show the noise:
+ratios side by side, and their per-case medians. ``--single`` adds the single-threaded runs, ``--quality`` the planner-quality results
 (benchmarks/planner_quality.py --json; several runs are combined). Prose (what falls short and why) is written by hand.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import planner_quality
-from fastconv._cli_bench import ratios, summary, table
+from fastconv._cli_bench import geomean, ratios, summary, table
 
 #: (label, summary key, largest value that meets the goal)
 GOALS = [("geometric mean fastconv/torch", "vs_torch", 0.7), ("geometric mean fastconv/ONNX Runtime", "vs_onnxruntime", 1.3)]
@@ -34,56 +34,63 @@ def _lscpu() -> str:
                      for line in out.splitlines() if line.split(":", 1)[0].strip() in keep)
 
 
-def _ratio_cell(row: dict | None, key: str) -> str:
-    r = ratios(row) if row else {}
-    return f"{r[key]:.2f}" if key in r else "-"
-
-
 def noise_table(runs: list[dict]) -> str:
+    """fc/torch and fc/ORT per run and their medians over the runs; fc/best peer as the median only."""
     names = [row["name"] for row in runs[0]["cases"]]
-    by_name = [{row["name"]: row for row in run["cases"]} for run in runs]
-    head = ["case", "algorithm"] + [f"fc/torch run {i + 1}" for i in range(len(runs))] + \
-        [f"fc/ORT run {i + 1}" for i in range(len(runs))] + [f"fc/best peer run {i + 1}" for i in range(len(runs))]
+    by_name = [{row["name"]: ratios(row) for row in run["cases"]} for run in runs]
+    n = len(runs)
+    head = (["case", "algorithm"] + [f"fc/torch {i + 1}" for i in range(n)] + ["fc/torch median"]
+            + [f"fc/ORT {i + 1}" for i in range(n)] + ["fc/ORT median", "fc/best peer median"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    algorithms = {row["name"]: row.get("algorithm", "-") for row in runs[0]["cases"]}
+    medians = {key: {} for key in ("vs_torch", "vs_onnxruntime", "vs_best_peer")}
     for name in names:
-        rows = [b.get(name) for b in by_name]
-        cells = [name, rows[0].get("algorithm", "-")]
-        for key in ("vs_torch", "vs_onnxruntime", "vs_best_peer"):
-            cells += [_ratio_cell(r, key) for r in rows]
+        cells = [name, algorithms[name]]
+        for key in medians:
+            values = [b[name][key] for b in by_name if key in b.get(name, {})]
+            if values:
+                medians[key][name] = statistics.median(values)
+            if key != "vs_best_peer":
+                cells += [f"{b[name][key]:.2f}" if key in b.get(name, {}) else "-" for b in by_name]
+            cells.append(f"**{medians[key][name]:.2f}**" if name in medians[key] else "-")
         lines.append("| " + " | ".join(cells) + " |")
     sums = [summary(run["cases"]) for run in runs]
     cells = ["**geometric mean**", ""]
-    for key in ("vs_torch", "vs_onnxruntime", "vs_best_peer"):
-        cells += [f"**{s[key]:.2f}**" if s[key] else "-" for s in sums]
+    for key in medians:
+        if key != "vs_best_peer":
+            cells += [f"{s[key]:.2f}" if s[key] else "-" for s in sums]
+        cells.append(f"**{geomean(medians[key].values()):.2f}**" if medians[key] else "-")
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def goals(run: dict, single: dict | None) -> str:
-    s = summary(run["cases"])
-    by_name = {row["name"]: ratios(row) for row in run["cases"]}
-    lines = []
-    for label, key, target in GOALS:
-        value = s[key]
-        lines.append(f"- {label}: **{value:.2f}** (target <= {target}) {'met' if value <= target else 'MISSED'}"
-                     if value else f"- {label}: not measured")
-    worst = max(((r.get("vs_torch", 0), n) for n, r in by_name.items()), default=(0, ""))
-    lines.append(f"- worst case vs torch: {worst[1]} **{worst[0]:.2f}** (target: no case above 1.3) "
-                 f"{'met' if worst[0] <= 1.3 else 'MISSED'}; above 1.3: {s['cases_over_1.3_vs_torch'] or 'none'}")
+def _verdict(values: list[float], ok) -> str:
+    met = sum(map(ok, values))
+    return ", ".join(f"{v:.2f}" for v in values) + f": met in {met} of {len(values)} runs"
+
+
+def goals(runs: list[dict], single: list[dict]) -> str:
+    """Each goal of the issue, with its value in every run."""
+    sums = [summary(run["cases"]) for run in runs]
+    by_name = [{row["name"]: ratios(row) for row in run["cases"]} for run in runs]
+    lines = [f"- {label} (target <= {target}): " + _verdict([s[key] for s in sums], lambda v, t=target: v <= t)
+             for label, key, target in GOALS if all(s[key] for s in sums)]
+    worst = [max((r.get("vs_torch", 0), n) for n, r in b.items()) for b in by_name]
+    lines.append("- worst case fastconv/torch (target <= 1.3): " + _verdict([w[0] for w in worst], lambda v: v <= 1.3)
+                 + "; above 1.3: " + "; ".join(f"run {i + 1}: {', '.join(s['cases_over_1.3_vs_torch']) or 'none'}"
+                                              for i, s in enumerate(sums)))
     for name, factor in (("replknet.dw31x31", 10), ("unet3d.up2x2x2s2", 2)):
-        if "vs_torch" in by_name.get(name, {}):
-            speedup = 1 / by_name[name]["vs_torch"]
-            lines.append(f"- {name}: **{speedup:.1f}x** faster than torch (target >= {factor}x) "
-                         f"{'met' if speedup >= factor else 'MISSED'}")
-    if s["gradient_over_forward"]:
-        worst_grad = max(s["gradient_over_forward"].values())
-        lines.append("- gradient / forward time of the same layer: " + ", ".join(
-            f"{k} {v:.2f}" for k, v in s["gradient_over_forward"].items())
-                     + f" (target <= 1.5) {'met' if worst_grad <= 1.5 else 'MISSED'}")
+        speedups = [1 / b[name]["vs_torch"] for b in by_name if "vs_torch" in b.get(name, {})]
+        if speedups:
+            lines.append(f"- {name} speed-up over torch (target >= {factor}x): "
+                         + _verdict(speedups, lambda v, f=factor: v >= f))
+    grads = [max(s["gradient_over_forward"].values()) for s in sums if s["gradient_over_forward"]]
+    if grads:
+        lines.append("- slowest gradient / forward time of the same layer (target <= 1.5): "
+                     + _verdict(grads, lambda v: v <= 1.5))
     if single:
-        value = summary(single["cases"])["vs_torch"]
-        lines.append(f"- single-threaded geometric mean fastconv/torch: **{value:.2f}** (target <= 0.9) "
-                     f"{'met' if value <= 0.9 else 'MISSED'}")
+        lines.append("- single-threaded geometric mean fastconv/torch (target <= 0.9): "
+                     + _verdict([summary(r["cases"])["vs_torch"] for r in single], lambda v: v <= 0.9))
     return "\n".join(lines)
 
 
@@ -115,13 +122,14 @@ def main() -> None:
     runs = [json.loads(p.read_text()) for p in args.runs]
     single = [json.loads(p.read_text()) for p in args.single]
     first = runs[0]
-    print(f"Machine: {_lscpu()}. Peers: {first['peers']}. fastconv {first['fastconv']}, "
+    print(f"Run details (`report.py`): lscpu {_lscpu()}. Peers: {first['peers']}. fastconv {first['fastconv']}, "
           f"{first['threads']} thread(s), {first['repeats']} interleaved rounds per case, medians; "
           f"planner: {first['planner']}. Runs: {', '.join(r['date'] for r in runs)}.\n")
     print("### Goals\n")
-    print(goals(first, single[0] if single else None) + "\n")
-    print(f"### Run 1 ({first['date']})\n")
-    print(table(first["cases"]) + "\n")
+    print(goals(runs, single) + "\n")
+    latest = runs[-1]
+    print(f"### The latest run ({latest['date']}): times, rates, memory, accuracy\n")
+    print(table(latest["cases"]) + "\n")
     print("### Noise: the ratios of every run\n")
     print(noise_table(runs) + "\n")
     if single:
