@@ -155,6 +155,9 @@ def _onnxruntime(case: Case, a, b, threads, algorithm) -> Callable:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Its pool otherwise spins for tens of ms after each run, slowing whichever implementation the
+    # benchmark times next (fastconv's wavenet.k2d64: 12 ms alone, 23 ms right after ONNX Runtime).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return lambda: session.run(None, {"x": a})[0]
 

@@ -1,7 +1,8 @@
 """``fastconv bench``: the reference workload, fastconv against the peers installed, in one process.
 
 For each case every implementation runs once to warm up, then ``--repeats`` rounds time one
-call of each, interleaved, and the medians are compared. fastconv's and torch's float32 results
+call of each, interleaved, each after a short pause (the peers' thread pools spin after a
+call and would otherwise slow the next implementation), and the medians are compared. fastconv's and torch's float32 results
 are checked against torch's float64 result (relative L2 error), fastconv's peak extra memory is
 traced, and the table, a JSON file and a PNG chart are written. Timings on a shared machine are
 noisy: compare ratios, not times, and run twice.
@@ -25,6 +26,8 @@ from ._bench_peers import Case, contenders, float64_result
 from ._measure import cpu_model, interleaved_times, median, peak_traced_bytes
 
 PEERS = ("torch", "onnxruntime", "numpy-im2col")
+#: Sleep before each timed call, longer than the peers' spin-waits (see ``_measure.interleaved_times``).
+PAUSE_SECONDS = 0.05
 _REPO = Path(__file__).resolve().parents[1]
 #: Where the suite is looked for when --suite is not given: the shared workload, then the repository's copy.
 SUITE_PATHS = (_REPO.parent / "shared" / "bench" / "suite.py", _REPO / "benchmarks" / "suite.py")
@@ -84,7 +87,7 @@ def run_case(case: Case, threads: int, repeats: int, algorithm: str | None, peer
         except Exception as exc:  # a broken algorithm must not stop the benchmark; it shows in the table
             row["skipped"]["fastconv"] = f"failed: {type(exc).__name__}: {exc}"
             del calls["fastconv"]
-    samples = interleaved_times(calls, repeats)
+    samples = interleaved_times(calls, repeats, pause=PAUSE_SECONDS)
     row["samples"] = samples
     row["times"] = {name: median(s) for name, s in samples.items()}
     return row

@@ -9,11 +9,14 @@ workspace_bytes: int = int(os.environ.get("FASTCONV_WORKSPACE_MB", "256")) * 2**
 
 
 def set_workspace_limit(megabytes: float) -> None:
-    """Cap the scratch memory of one convolution call (default 256 MiB, or $FASTCONV_WORKSPACE_MB)."""
+    """Cap the scratch memory of one convolution call (default 256 MiB, or $FASTCONV_WORKSPACE_MB),
+    and the free scratch kept between calls (see ``fastconv.release_workspace``)."""
     global workspace_bytes
     if megabytes <= 0:
         raise ValueError(f"set_workspace_limit: megabytes={megabytes} must be positive")
     workspace_bytes = int(megabytes * 2**20)
+    from . import _workspace
+    _workspace.trim()
 
 #: Largest float32 relative L2 error (vs a float64 result) an algorithm may have to be chosen
 #: by default. Fast algorithms whose documented bound exceeds it decline (say why) unless raised.

@@ -85,3 +85,17 @@ DIRECT_PARALLEL_SECONDS = 5e-4
 # spread (std of log) 0.12 for F(2,3) and F(4,3), whose best constants differ by their alpha (1.6x).
 #: Per element of the transformed inputs, products and filters, per transform term (alpha of them).
 WINOGRAD_SECONDS_PER_ELEMENT_TERM = 4.0e-10
+
+# ---- taps (algorithms/taps.py, Taps.cost) ------------------------------------------------------
+# The per-tap products are costed as gemm's (gemm_seconds: depth Cg, chunk-wide, garbage columns
+# included), so both share one unit. The two constants below were fitted (least squares on log
+# ratios) to single-threaded CPU times (min of 3) of taps on the 16 suite layers it accepts, beside
+# gemm in the same process on the loaded reference machine: the per-call constant came out at
+# 3.3e-6; the per-element one was ill-determined by that noise (the fit drove it to zero), so it is
+# the rate of numpy's in-L2 add measured alone (3-9 G elements/s) plus the memory-bound copies.
+# Estimate/measured, relative to gemm's on the same layers: 0.6 (7x7 maps, whose chunks are one
+# 61-column sample) to 1.45 (same.5x5c32), spread (std of log) 0.27.
+#: Per element (float32; scaled by itemsize) padded, accumulated or copied out.
+TAPS_SECONDS_PER_ELEMENT = 4e-10
+#: Fixed cost of one product call (numpy.matmul dispatch and BLAS set-up, per group).
+TAPS_SECONDS_PER_PRODUCT = 3.3e-6

@@ -27,12 +27,16 @@ from ._geometry import ConvGeometry
 
 
 def interleaved_times(calls: dict[str, Callable[[], object]], repeats: int, *, warmup: bool = True,
-                      drop_slower_than: float | None = None) -> dict[str, list[float]]:
+                      drop_slower_than: float | None = None, pause: float = 0.0) -> dict[str, list[float]]:
     """Seconds of ``repeats`` calls of each callable, interleaved round by round, after one warm-up call each
     (unless ``warmup=False``: the caller has made it).
 
     ``drop_slower_than`` (a factor) stops timing a callable once its first timed call is that
     many times slower than the fastest first call: it has lost, and timing it again wastes time.
+    ``pause`` seconds of sleep before each timed call let the worker threads of the call before
+    go idle: OpenMP's (torch's) and ONNX Runtime's pools spin after a call, and on two cores that
+    spinning slowed whichever implementation ran next (fastconv's wavenet.k2d64: 12 ms alone,
+    17 ms right after torch, 23 ms right after ONNX Runtime, 16 ms 20 ms after it).
     """
     for fn in calls.values() if warmup else ():
         fn()
@@ -40,6 +44,8 @@ def interleaved_times(calls: dict[str, Callable[[], object]], repeats: int, *, w
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
+            if pause:
+                time.sleep(pause)
             start = time.perf_counter()
             calls[name]()
             samples[name].append(time.perf_counter() - start)
@@ -91,8 +97,11 @@ def peak_traced_bytes(fn: Callable[[], object]) -> int:
     """Peak bytes NumPy (and Python) allocated during one call, beyond what existed before.
 
     Counts allocations NumPy reports to tracemalloc; memory numba allocates inside compiled
-    code is not seen.
+    code is not seen. The scratch kept between calls is freed first, so that the call's own
+    scratch is counted rather than reused unseen.
     """
+    from ._workspace import release_workspace
+    release_workspace()
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()

@@ -88,11 +88,12 @@ def _line_run(line_d, line_h, ow0, remaining, off_d, off_h, w_first, w_stop, str
 
 
 @numba.njit(nogil=True, cache=True)
-def im2col(x, cols, n0, l0, ksize, stride, dilation, lo, out_size):
-    """Fill ``cols[(c, tap), i, j]`` with the input that kernel tap ``tap`` of channel ``c`` meets at
-    output position ``l0 + j`` of sample ``n0 + i`` (zero where it falls in the padding).
+def im2col(x, cols, row0, n0, l0, ksize, stride, dilation, lo, out_size):
+    """Fill ``cols[r, i, j]`` with the input that kernel tap ``tap`` of channel ``c``, where
+    ``row0 + r = c*taps + tap``, meets at output position ``l0 + j`` of sample ``n0 + i`` (zero where
+    it falls in the padding): rows ``row0 ..`` of the im2col matrix.
 
-    x: (N, C, D, H, W) C-contiguous; cols: (C * taps, nt, lt) C-contiguous.
+    x: (N, C, D, H, W) C-contiguous; cols: (rows, nt, lt) C-contiguous, rows <= C * taps - row0.
     """
     rows, nt, lt = cols.shape
     channels = x.shape[1]
@@ -105,8 +106,8 @@ def im2col(x, cols, n0, l0, ksize, stride, dilation, lo, out_size):
     sw = stride[2]
     first_line = l0 // out_w
     for row in range(rows):
-        c = row // taps
-        off_d, off_h, off_w = _tap_offsets(row - c * taps, ksize, dilation, lo)
+        c = (row0 + row) // taps
+        off_d, off_h, off_w = _tap_offsets(row0 + row - c * taps, ksize, dilation, lo)
         w_first, w_stop = _valid_range(off_w, sw, size_w, out_w)
         for i in range(nt):
             src0 = ((n0 + i) * channels + c) * plane + off_w

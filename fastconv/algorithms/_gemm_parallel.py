@@ -47,12 +47,22 @@ def workers(macs: int) -> int:
 
 def for_each(items: Sequence[Item], task: Callable[[Item, Scratch], None], n: int, dtype) -> list[Scratch]:
     """Run ``task(item, scratch)`` for every item on ``n`` workers (the caller is one), each with its
-    own :class:`Scratch`; returns the scratches, where tasks may keep per-worker accumulators."""
+    own :class:`Scratch`, released at the end; returns the scratches, where tasks may keep
+    per-worker accumulators."""
     scratches = [Scratch(dtype) for _ in range(max(1, min(n, len(items))))]
+    try:
+        _run(items, task, scratches)
+    finally:
+        for scratch in scratches:
+            scratch.release()
+    return scratches
+
+
+def _run(items: Sequence[Item], task: Callable[[Item, Scratch], None], scratches: list[Scratch]) -> None:
     if len(scratches) == 1:
         for item in items:
             task(item, scratches[0])
-        return scratches
+        return
     queue = iter(items)
     lock = threading.Lock()
 
@@ -72,7 +82,6 @@ def for_each(items: Sequence[Item], task: Callable[[Item, Scratch], None], n: in
         finally:
             for future in futures:
                 future.result()
-    return scratches
 
 
 def split(count: int, parts: int) -> list[tuple[int, int]]:

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _workspace
 from .._geometry import ConvGeometry
 
 
@@ -112,22 +113,40 @@ def input_planes(geom: ConvGeometry, s3: Spatial3d, l0: int, lt: int) -> tuple[i
 
 
 class Scratch:
-    """Scratch arrays reused across the tiles of one call: one allocation per role, grown on demand."""
+    """Scratch arrays reused across the tiles of one call: one buffer per role, grown on demand,
+    taken from the buffers kept between calls (``_workspace``) and given back by :meth:`release`
+    (``with Scratch(dtype) as scratch:``). Accumulators are the caller's to keep."""
 
     def __init__(self, dtype) -> None:
-        self.dtype = dtype
+        self.dtype = np.dtype(dtype)
         self._buffers: dict[str, np.ndarray] = {}
+        self._accumulators: dict[str, np.ndarray] = {}
 
     def get(self, role: str, shape: tuple[int, ...]) -> np.ndarray:
-        """An uninitialised array of ``shape``, reusing the role's buffer."""
-        size = math.prod(shape)
+        """An uninitialised C-contiguous array of ``shape``, reusing the role's buffer."""
+        nbytes = math.prod(shape) * self.dtype.itemsize
         buffer = self._buffers.get(role)
-        if buffer is None or buffer.size < size:
-            buffer = self._buffers[role] = np.empty(size, dtype=self.dtype)
-        return buffer[:size].reshape(shape)
+        if buffer is None or buffer.nbytes < nbytes:
+            if buffer is not None:
+                _workspace.give_back(buffer)
+            buffer = self._buffers[role] = _workspace.take(nbytes)
+        return buffer[:nbytes].view(self.dtype).reshape(shape)
 
     def accumulator(self, role: str, shape: tuple[int, ...]) -> np.ndarray:
-        """The role's array of ``shape``, zero when first asked for, then kept as it is."""
-        if role not in self._buffers:
-            self._buffers[role] = np.zeros(math.prod(shape), dtype=self.dtype)
-        return self._buffers[role].reshape(shape)
+        """The role's array of ``shape``, zero when first asked for, then kept as it is (also after
+        :meth:`release`)."""
+        if role not in self._accumulators:
+            self._accumulators[role] = np.zeros(math.prod(shape), dtype=self.dtype)
+        return self._accumulators[role].reshape(shape)
+
+    def release(self) -> None:
+        """Give the buffers of :meth:`get` back for later calls; arrays obtained from them must no longer be used."""
+        for buffer in self._buffers.values():
+            _workspace.give_back(buffer)
+        self._buffers.clear()
+
+    def __enter__(self) -> "Scratch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -52,11 +52,12 @@ def kron_power(m: int, which: int, power: int) -> np.ndarray:
     return out
 
 
-def weight_transform(w: np.ndarray, geom: ConvGeometry, m: int) -> np.ndarray:
+def weight_transform(w: np.ndarray, geom: ConvGeometry, m: int, out: np.ndarray | None = None) -> np.ndarray:
     """(O, Cg, 3, ..., 3) -> U (alpha^d, G, Og, Cg): the filters in the transform domain, one
-    (Og x Cg) matrix per transform point and group, as the batched matmul wants them."""
+    (Og x Cg) matrix per transform point and group, as the batched matmul wants them; written
+    into ``out`` (alpha^d, O*Cg) when given."""
     g_nd = kron_power(m, 1, geom.nd).astype(w.dtype)
-    u = g_nd @ w.reshape(geom.out_channels * geom.in_per_group, -1).T
+    u = np.matmul(g_nd, w.reshape(geom.out_channels * geom.in_per_group, -1).T, out=out)
     return u.reshape(-1, geom.groups, geom.out_per_group, geom.in_per_group)
 
 

@@ -43,6 +43,9 @@ PER_SAMPLE_MIN_POSITIONS = 512
 #: faults cost more than the extra calls of smaller tiles (same.5x5c32: 16 MiB tiles 1.3x faster
 #: than 256 MiB ones on the reference machine).
 TILE_BYTES = 16 * 2**20
+#: Slices of the im2col rows per worker in the weight gradient: a shared queue of several per
+#: worker keeps both busy to the end when one is slowed.
+WEIGHT_GRAD_ITEMS_PER_WORKER = 2
 
 
 class Gemm(Algorithm):
@@ -124,11 +127,12 @@ class Gemm(Algorithm):
         return dx.reshape(geom.input_shape)
 
     def weight_grad(self, x, dy, geom):
-        g, og = geom.groups, geom.out_per_group
-        shape = (g, geom.in_per_group * geom.kernel_volume, og)
+        g, og, cg = geom.groups, geom.out_per_group, geom.in_per_group
+        depth = cg * geom.kernel_volume
         n = par.workers(geom.macs)
         if geom.is_pointwise:
-            xf, dyf = _flat(x, geom, geom.in_per_group), _flat(dy, geom, og)
+            shape = (g, depth, og)
+            xf, dyf = _flat(x, geom, cg), _flat(dy, geom, og)
 
             def accumulate(tile, scratch):
                 dw_t = scratch.accumulator("dw_t", shape)
@@ -136,22 +140,10 @@ class Gemm(Algorithm):
                     positions = slice(tile.l0, tile.l0 + tile.lt)
                     dw_t += xf[i, :, :, positions] @ np.swapaxes(dyf[i, :, :, positions], -1, -2)
 
-            work = tiles(geom, x.dtype, 0, n)
-        else:
-            s3 = spatial3d(geom)
-            x5 = as5d(x, s3.in_size)
-            dy3 = np.ascontiguousarray(dy).reshape(geom.batch, geom.out_channels, -1)
-
-            def accumulate(tile, scratch):
-                cols = pack(x5, geom, s3, tile, scratch)
-                dy_t = scratch.get("dy_t", (tile.nt * tile.lt, geom.out_channels))
-                _to_position_rows(dy3, tile.n0, tile.nt, tile.l0, tile.lt, dy_t)
-                scratch.accumulator("dw_t", shape)[...] += cols @ dy_t.reshape(-1, g, og).transpose(1, 0, 2)
-
-            work = tiles(geom, x.dtype, _rows(geom) + geom.out_channels, n)
-        scratches = par.for_each(work, accumulate, n, x.dtype)
-        dw_t = sum(s.accumulator("dw_t", shape) for s in scratches)
-        return np.swapaxes(dw_t, 1, 2).reshape(geom.weight_shape)
+            scratches = par.for_each(tiles(geom, x.dtype, 0, n), accumulate, n, x.dtype)
+            dw_t = sum(s.accumulator("dw_t", shape) for s in scratches)
+            return transposed(dw_t).reshape(geom.weight_shape)
+        return _weight_grad_by_rows(x, dy, geom, n).reshape(geom.weight_shape)
 
 
 def tiles(geom: ConvGeometry, dtype, values_per_position: int, n: int, fixed_values: int = 0) -> list[Tile]:
@@ -167,7 +159,7 @@ def pack(x5: np.ndarray, geom: ConvGeometry, s3, tile: Tile, scratch: Scratch) -
     ordered channel, then tap, as the weight ``(O, Cg, *k)``; a view of the scratch."""
     from ._gemm_kernels import im2col
     cols = scratch.get("cols", (_rows(geom), tile.nt, tile.lt))
-    im2col(x5, cols, tile.n0, tile.l0, *s3[1:])
+    im2col(x5, cols, 0, tile.n0, tile.l0, *s3[1:])
     return cols.reshape(geom.groups, -1, tile.nt * tile.lt)
 
 
@@ -177,6 +169,45 @@ def gather_samples(af: np.ndarray, tile: Tile) -> np.ndarray:
         return af[tile.n0, :, :, tile.l0:tile.l0 + tile.lt]
     part = af[tile.n0:tile.n0 + tile.nt]
     return part.transpose(1, 2, 0, 3).reshape(part.shape[1], part.shape[2], -1)
+
+
+def _weight_grad_by_rows(x: np.ndarray, dy: np.ndarray, geom: ConvGeometry, n: int) -> np.ndarray:
+    """``dw (G, Og, Cg*K)``, transposed from ``dw^T (G, Cg*K, Og)``: per group, ``cols (Cg*K, positions) @ dy^T (positions, Og)`` with the
+    contraction over every output position of the batch in one product where the workspace
+    allows. Workers own slices of the im2col rows (packing only those) and their slice of the
+    result, so nothing is summed across workers and each product is deep (a per-sample product
+    of a 7x7 layer contracts over only 49 positions)."""
+    from ._gemm_kernels import im2col
+    g, og, depth = geom.groups, geom.out_per_group, geom.in_per_group * geom.kernel_volume
+    s3 = spatial3d(geom)
+    x5 = as5d(x, s3.in_size)
+    dy3 = np.ascontiguousarray(dy).reshape(geom.batch, geom.out_channels, -1)
+    parts = par.split(depth, -(-WEIGHT_GRAD_ITEMS_PER_WORKER * n // g)) if n > 1 else [(0, depth)]
+    rows = max(b - a for a, b in parts)
+    itemsize = x.dtype.itemsize
+    per_sample = math.prod(geom.out_size)
+    per_position = (n * rows + geom.out_channels) * itemsize  # every worker's columns and dy^T
+    position_parts = list(position_tiles(geom.batch, per_sample, per_position, n * _tile_budget(n)))
+    with Scratch(x.dtype) as shared:
+        dw_t = shared.get("dw_t", (g, depth, og))
+        for k, tile in enumerate(position_parts):
+            dy_t = shared.get("dy_t", (tile.nt * tile.lt, geom.out_channels))
+            samples = [(i, tile.lt) for i in range(tile.nt)]
+            par.for_each(samples, lambda s, _: _to_position_rows(dy3, tile.n0 + s[0], 1, tile.l0, s[1],
+                                                                 dy_t[s[0] * s[1]:(s[0] + 1) * s[1]]), n, x.dtype)
+
+            def rows_product(item, scratch, tile=tile, dy_t=dy_t, first=k == 0):
+                group, (r0, r1) = item
+                cols = scratch.get("cols", (r1 - r0, tile.nt, tile.lt))
+                im2col(x5, cols, group * depth + r0, tile.n0, tile.l0, *s3[1:])
+                product = (cols.reshape(r1 - r0, -1), dy_t[:, group * og:(group + 1) * og])
+                if first:
+                    np.matmul(*product, out=dw_t[group, r0:r1])
+                else:
+                    dw_t[group, r0:r1] += np.matmul(*product, out=scratch.get("product", (r1 - r0, og)))
+
+            par.for_each([(group, part) for group in range(g) for part in parts], rows_product, n, x.dtype)
+        return transposed(dw_t)
 
 
 def _forward_channel_rows(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: np.ndarray, n: int) -> None:
@@ -210,8 +241,9 @@ def _forward_channels_last(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: 
     # The whole input goes channels-last up front when it fits in half the workspace (tiles then
     # share it); else each tile transposes the slab of input planes it reads, halo included.
     whole = x3.size * x.dtype.itemsize <= _config.workspace_bytes // 2
+    held = Scratch(x.dtype)
     if whole:
-        x_cl = np.empty((geom.batch, *s3.in_size, c), dtype=x.dtype)
+        x_cl = held.get("x_cl", (geom.batch, *s3.in_size, c))
         rows_cl = x_cl.reshape(geom.batch, sample, c)
         parts = [(b, part) for b in range(geom.batch) for part in par.split(sample, -(-2 * n // geom.batch))]
         par.for_each(parts, lambda p, _: _to_position_rows(x3, p[0], 1, p[1][0], p[1][1] - p[1][0],
@@ -233,7 +265,16 @@ def _forward_channels_last(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: 
         _from_position_rows(y_t, y3, tile.n0, tile.nt, tile.l0, tile.lt)
 
     fixed = x3.size if whole else halo
-    par.for_each(tiles(geom, x.dtype, per_position, n, fixed), product, n, x.dtype)
+    with held:
+        par.for_each(tiles(geom, x.dtype, per_position, n, fixed), product, n, x.dtype)
+
+
+def transposed(a3: np.ndarray) -> np.ndarray:
+    """(B, R, L) -> C-contiguous (B, L, R), by the blocked transpose (numpy's copy of a transposed
+    view strides through memory: 4 ms for a 256x2304 weight gradient)."""
+    out = np.empty((a3.shape[0], a3.shape[2], a3.shape[1]), dtype=a3.dtype)
+    _to_position_rows(np.ascontiguousarray(a3), 0, a3.shape[0], 0, a3.shape[2], out)
+    return out
 
 
 def _to_position_rows(a3: np.ndarray, n0: int, nt: int, start: int, count: int, out: np.ndarray) -> None:

@@ -132,7 +132,6 @@ class Winograd(Algorithm):
         src_rows, dst_rows = wt.row_tables(geom, m)
         t_last = wt.tiles(geom, m)[-1]
         tw = t_last + 1  # tiles per tile row in the transform domain, with a spare one
-        u = wt.weight_transform(w, geom, m)  # (points, G, Og, Cg)
         x4 = x.reshape(geom.batch, geom.in_channels, -1, geom.in_size[-1])
         rows_out = math.prod(geom.out_size[:-1])
         y = np.empty((geom.batch, geom.out_channels, rows_out, geom.out_size[-1]), dtype=dtype)
@@ -163,14 +162,15 @@ class Winograd(Algorithm):
 
         n = par.workers(self._macs(geom))
         chunks, split_chunks = self._chunks(geom, dtype, src_rows.shape[0], n)
-        if not split_chunks:  # each worker takes whole chunks
-            par.for_each(chunks, whole, n, dtype)
-        else:  # few chunks, many channels: workers share each chunk's channels
-            scratch = Scratch(dtype)
-            for chunk in chunks:
-                v, prod = buffers(chunk, scratch)
-                par.for_each(par.split(channels, n), lambda c_range, _: transform(chunk, c_range, v), n, dtype)
-                par.for_each(par.split(og, n), lambda o_range, _: multiply(chunk, o_range, v, prod), n, dtype)
+        with Scratch(dtype) as held:
+            u = wt.weight_transform(w, geom, m, held.get("u", (points, geom.out_channels * cg)))  # (points, G, Og, Cg)
+            if not split_chunks:  # each worker takes whole chunks
+                par.for_each(chunks, whole, n, dtype)
+            else:  # few chunks, many channels: workers share each chunk's channels
+                for chunk in chunks:
+                    v, prod = buffers(chunk, held)
+                    par.for_each(par.split(channels, n), lambda c_range, _: transform(chunk, c_range, v), n, dtype)
+                    par.for_each(par.split(og, n), lambda o_range, _: multiply(chunk, o_range, v, prod), n, dtype)
         return y.reshape(geom.output_shape)
 
     def _tiles(self, geom: ConvGeometry) -> int:
