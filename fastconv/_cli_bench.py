@@ -1,8 +1,9 @@
 """``fastconv bench``: the reference workload, fastconv against the peers installed, in one process.
 
 For each case every implementation runs once to warm up, then ``--repeats`` rounds time one
-call of each, interleaved, each after a short pause (the peers' thread pools spin after a
-call and would otherwise slow the next implementation), and the medians are compared. fastconv's and torch's float32 results
+call of each, interleaved, each after 0.15 s of untimed calls of the same implementation (the
+peers' thread pools spin after a call and would otherwise slow the next implementation), and
+the medians are compared. fastconv's and torch's float32 results
 are checked against torch's float64 result (relative L2 error), fastconv's peak extra memory is
 traced, and the table, a JSON file and a PNG chart are written. Timings on a shared machine are
 noisy: compare ratios, not times, and run twice.
@@ -26,8 +27,10 @@ from ._bench_peers import Case, contenders, float64_result
 from ._measure import cpu_model, interleaved_times, median, peak_traced_bytes
 
 PEERS = ("torch", "onnxruntime", "numpy-im2col")
-#: Sleep before each timed call, longer than the peers' spin-waits (see ``_measure.interleaved_times``).
-PAUSE_SECONDS = 0.05
+#: Seconds of untimed calls before each timed one (at least one call): each implementation is timed
+#: as in a loop of its own calls, after another library's threads have stopped spinning (OpenBLAS's,
+#: behind numpy-im2col, spin ~0.1 s; see ``_measure.interleaved_times``).
+SETTLE_SECONDS = 0.15
 _REPO = Path(__file__).resolve().parents[1]
 #: Where the suite is looked for when --suite is not given: the shared workload, then the repository's copy.
 SUITE_PATHS = (_REPO.parent / "shared" / "bench" / "suite.py", _REPO / "benchmarks" / "suite.py")
@@ -87,7 +90,7 @@ def run_case(case: Case, threads: int, repeats: int, algorithm: str | None, peer
         except Exception as exc:  # a broken algorithm must not stop the benchmark; it shows in the table
             row["skipped"]["fastconv"] = f"failed: {type(exc).__name__}: {exc}"
             del calls["fastconv"]
-    samples = interleaved_times(calls, repeats, pause=PAUSE_SECONDS)
+    samples = interleaved_times(calls, repeats, settle=SETTLE_SECONDS)
     row["samples"] = samples
     row["times"] = {name: median(s) for name, s in samples.items()}
     return row

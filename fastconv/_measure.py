@@ -27,16 +27,19 @@ from ._geometry import ConvGeometry
 
 
 def interleaved_times(calls: dict[str, Callable[[], object]], repeats: int, *, warmup: bool = True,
-                      drop_slower_than: float | None = None, pause: float = 0.0) -> dict[str, list[float]]:
+                      drop_slower_than: float | None = None, settle: float = 0.0) -> dict[str, list[float]]:
     """Seconds of ``repeats`` calls of each callable, interleaved round by round, after one warm-up call each
     (unless ``warmup=False``: the caller has made it).
 
     ``drop_slower_than`` (a factor) stops timing a callable once its first timed call is that
     many times slower than the fastest first call: it has lost, and timing it again wastes time.
-    ``pause`` seconds of sleep before each timed call let the worker threads of the call before
-    go idle: OpenMP's (torch's) and ONNX Runtime's pools spin after a call, and on two cores that
-    spinning slowed whichever implementation ran next (fastconv's wavenet.k2d64: 12 ms alone,
-    17 ms right after torch, 23 ms right after ONNX Runtime, 16 ms 20 ms after it).
+    Untimed calls of the same callable precede each timed one for ``settle`` seconds (at least
+    one call), so that it is timed in its steady state, as in a loop of its own calls, rather
+    than right after another library's: OpenMP's (torch's libgomp spins ~17 ms), OpenBLAS's
+    (~0.1 s) and ONNX Runtime's thread pools spin after a call, and on two cores that spinning
+    slowed whichever implementation ran next by up to 2.5x (fastconv's wavenet.k2d64: 12 ms in
+    a loop, 17 ms right after torch, 23 ms right after ONNX Runtime; torch's stem7x7s2: 9 ms in a
+    loop, 29 ms after numpy's matmul).
     """
     for fn in calls.values() if warmup else ():
         fn()
@@ -44,8 +47,11 @@ def interleaved_times(calls: dict[str, Callable[[], object]], repeats: int, *, w
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            if pause:
-                time.sleep(pause)
+            if settle:
+                until = time.perf_counter() + settle
+                calls[name]()
+                while time.perf_counter() < until:
+                    calls[name]()
             start = time.perf_counter()
             calls[name]()
             samples[name].append(time.perf_counter() - start)

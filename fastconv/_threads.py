@@ -1,23 +1,22 @@
-"""How many threads fastconv's kernels use: numba's parallel loops and the BLAS behind ``matmul``.
+"""How many threads fastconv computes with: its worker threads and the BLAS behind ``matmul``.
 
 One number governs both, ``set_num_threads(n)`` or ``$FASTCONV_NUM_THREADS``; by default
-every core the process may run on. The two pools never nest: a numba kernel does not call
-BLAS inside a parallel loop and a BLAS call is never made from inside a numba kernel, so
-at most ``n`` threads compute at any moment (no oversubscription). Algorithm authors keep
-it that way: no ``np.dot``/``@`` inside ``prange``.
+every core the process may run on. Every algorithm parallelises the same way
+(``algorithms._gemm_parallel``): ``n`` worker threads (the caller among them) take items of
+work and run serial, GIL-free numba kernels and single-threaded BLAS on them, so at most ``n``
+threads compute at any moment (no oversubscription) and none spins once a call is over. A call
+made without workers (too small to share) uses BLAS with ``n`` threads. Algorithm authors keep
+it that way: no numba ``prange`` (its OpenMP threads spin after each call).
 
-Nothing is imported at ``import fastconv`` (it must stay fast): :func:`sync` runs before
-every planned call and applies an explicit setting then, importing numba if needed (the
-fast algorithms load it anyway). numba's count is per calling thread, which is why it is
-re-applied per call rather than once. BLAS is limited process-wide through threadpoolctl
-when installed (without it, BLAS keeps its own default).
+Nothing is imported at ``import fastconv`` (it must stay fast): :func:`sync` runs before every
+planned call and applies an explicit setting to BLAS, process-wide through threadpoolctl when
+installed (without it, BLAS keeps its own default and the algorithms run on one worker).
 """
 
 from __future__ import annotations
 
 import operator
 import os
-import sys
 
 _ENV = "FASTCONV_NUM_THREADS"
 
@@ -42,8 +41,7 @@ def _validated(n, source: str) -> int:
     if n < 1:
         raise ValueError(f"set_num_threads: n={n!r} ({source}) must be a whole number >= 1 "
                          f"(this machine has {available_cores()} cores)")
-    limit = int(os.environ.get("NUMBA_NUM_THREADS", 0)) or available_cores()
-    return min(n, limit)
+    return min(n, available_cores())
 
 
 #: The explicit setting, or None for "every core".
@@ -58,11 +56,10 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int | None) -> None:
-    """Use ``n`` threads for numba kernels and BLAS (None: every core, the default).
+    """Use ``n`` threads for fastconv's kernels and BLAS (None: every core, the default).
 
-    Also settable with ``$FASTCONV_NUM_THREADS``. Values above the cores numba may use are
-    capped at that number. Applies to BLAS process-wide (through threadpoolctl, when
-    installed) and to numba kernels called from any thread.
+    Also settable with ``$FASTCONV_NUM_THREADS``. Values above the available cores are capped
+    at that number. Applies to BLAS process-wide (through threadpoolctl, when installed).
 
     Examples
     --------
@@ -88,12 +85,7 @@ def _limit_blas(n: int) -> None:
 
 
 def sync() -> None:
-    """Apply the setting to BLAS and to numba in the calling thread; free when nothing changed."""
+    """Apply the setting to BLAS; free when nothing changed."""
     n = get_num_threads()
     if _blas_limit != n and (_requested is not None or _blas_limit is not None):
         _limit_blas(n)
-    if _requested is None and "numba" not in sys.modules:
-        return  # numba's own default is every core already
-    import numba
-    if numba.get_num_threads() != n:
-        numba.set_num_threads(n)

@@ -40,14 +40,29 @@ def test_invalid_counts_are_rejected(n, error):
         fastconv.set_num_threads(n)
 
 
-def test_numba_follows_the_setting():
-    numba = pytest.importorskip("numba")
+def test_workers_follow_the_setting():
+    from fastconv.algorithms import _gemm_parallel
+    big = 10 * _gemm_parallel.PARALLEL_MIN_MACS
     fastconv.set_num_threads(1)
-    assert numba.get_num_threads() == 1
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)  # e.g. another library changed it
-    x, w = np.ones((1, 2, 6, 6), np.float32), np.ones((3, 2, 3, 3), np.float32)
-    fastconv.conv2d(x, w)  # every planned call re-applies it
-    assert numba.get_num_threads() == 1
+    assert _gemm_parallel.workers(big) == 1
+    fastconv.set_num_threads(None)
+    expected = _threads.available_cores() if _gemm_parallel._blas_controller() is not None else 1
+    assert _gemm_parallel.workers(big) == expected
+    assert _gemm_parallel.workers(1) == 1  # too small to share
+
+
+def test_no_kernel_leaves_numba_threads_behind():
+    """Kernels run on fastconv's own workers: numba's OpenMP pool (spinning after each call) never starts."""
+    numba = pytest.importorskip("numba")
+    from numba.np.ufunc import parallel
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 8, 20, 20)).astype(np.float32)
+    for algorithm, w, groups in [("direct", rng.standard_normal((8, 2, 3, 3)), 4),
+                                 ("depthwise", rng.standard_normal((8, 1, 5, 5)), 8)]:
+        y = fastconv.conv2d(x, w.astype(np.float32), padding=1, groups=groups, algorithm=algorithm)
+        fastconv.grad.conv2d_input(x.shape, w.astype(np.float32), y, padding=1, groups=groups, algorithm=algorithm)
+        fastconv.grad.conv2d_weight(x, w.shape, y, padding=1, groups=groups, algorithm=algorithm)
+    assert not parallel._is_initialized, numba.threading_layer
 
 
 def test_blas_follows_the_setting():

@@ -19,6 +19,12 @@ that share their loads (4 output channels, or 4 input channels for input_grad). 
 parameters are 3-D: callers view 1-D and 2-D convolutions as 3-D ones with leading size-1
 dimensions (``direct.spatial3d``), runs spanning rows along the middle one.
 
+Each op is a loop over independent jobs; a call runs a range of them, serially and without the
+GIL, and ``direct._parallel`` hands the ranges to fastconv's worker threads (``_gemm_parallel``),
+the pool every algorithm shares. (numba's own parallel loops run on its OpenMP layer, whose
+threads spin for ~17 ms after each call and slowed whatever ran next on the other core: a
+following BLAS product of fastconv's, or another library's call.)
+
 Imported lazily (numba is slow to import); compiled once per dtype and cached on disk.
 """
 
@@ -27,7 +33,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -68,7 +74,7 @@ def _longest_run(rows, pitch, ncols, chunk):
 
 @numba.njit(cache=True)
 def _zeroed(n, dtype):
-    """A zero-filled scratch array (a plain loop: numba would make ``np.zeros`` a parallel loop)."""
+    """A zero-filled scratch array."""
     a = np.empty(n, dtype)
     for i in range(n):
         a[_U(i)] = 0
@@ -326,16 +332,16 @@ def _dots4(out, row, g, length, src, base, offs, count):
 
 
 # ---- the three ops ---------------------------------------------------------------------------------
-@numba.njit(parallel=True, cache=True)
+@numba.njit(nogil=True, cache=True)
 def forward(x, in_size, channels, w, offs, count, cells, y, out_size, lo, stride, q, rows, chunk, groups, oblock,
-            parts):
+            parts, j0, j1):
     """y (flat, N x O x out_size) = correlation of x (flat, N x channels x in_size) with the tap table.
 
     w: (O, T4) weights by (input channel of the group, tap), zero-padded to a multiple of 4 columns;
     offs: offsets into the packed channels of a group, per table column; count: real taps. When
     ``cells`` (4, columns) is not empty, runs are 4 output rows (``rows`` == 4) of one output, row
     m weighted in column c by ``w[o, cells[m, c]]`` (zero where -1). Jobs are (sample, group,
-    block of ``oblock`` outputs, part of the segments).
+    block of ``oblock`` outputs, part of the segments); this call runs jobs ``j0 .. j1``.
     """
     out_channels = w.shape[0]
     rowwise = cells.shape[1] > 0
@@ -352,7 +358,7 @@ def forward(x, in_size, channels, w, offs, count, cells, y, out_size, lo, stride
     nseg = od_ * rblocks * cchunks
     longest = _longest_run(rows, qw, ow_, chunk)
     batch = x.size // (channels * plane_in)
-    for job in prange(batch * groups * nob * parts):
+    for job in range(j0, j1):  # of batch * groups * nob * parts
         part = job % parts
         jb = (job // parts) % nob
         g = (job // (parts * nob)) % groups
@@ -391,15 +397,16 @@ def forward(x, in_size, channels, w, offs, count, cells, y, out_size, lo, stride
     return y
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(nogil=True, cache=True)
 def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, stride, e0, e, rows, chunk, groups,
-               cblock):
+               cblock, j0, j1):
     """dx (flat, N x C x in_size) from dy (flat, N x O x out_size), stride phase by stride phase.
 
     The output gradients of a group are packed with margins (``e`` rows per dimension starting at
     index ``e0``); phase p of ``phases`` is (fd, fh, fw, a0_d, a0_h, a0_w, n_d, n_h, n_w, col, count):
     it fills dx positions ``(a0 + a)*stride + f - lo`` for a < n, from taps ``col .. col+count`` of
-    the table (w: (C, T) by phase, output channel, tap; zero-padded to 4 per phase).
+    the table (w: (C, T) by phase, output channel, tap; zero-padded to 4 per phase). Jobs are
+    (sample, group, block of ``cblock`` channels); this call runs jobs ``j0 .. j1``.
     """
     channels = w.shape[0]
     og = out_channels // groups
@@ -419,7 +426,7 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
         planes = max(planes, phases[p, 6])
         blocks = max(blocks, (phases[p, 7] + rows - 1) // rows)
         chunks = max(chunks, (phases[p, 8] + chunk - 1) // chunk)
-    for job in prange(batch * groups * ncb):
+    for job in range(j0, j1):  # of batch * groups * ncb
         jb = job % ncb
         g = (job // ncb) % groups
         n = job // (ncb * groups)
@@ -457,14 +464,13 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
     return dx
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(nogil=True, cache=True)
 def weight_grad(x, in_size, channels, dy, out_size, out_channels, offs, count, lo, stride, q, rows, chunk, groups,
-                oblock, partial):
+                oblock, partial, j0, j1):
     """partial[s] (O, T4) float64, zeroed = dot products of dy with the shifted packed x over
     slice s of the batch; their sum is the weight gradient by (input channel of the group, tap).
 
-    Jobs are (group, block of ``oblock`` outputs, slice of the batch). (Arrays come in allocated:
-    numba would turn allocation and sums here into parallel loops of their own.)
+    Jobs are (group, block of ``oblock`` outputs, slice of the batch); this call runs jobs ``j0 .. j1``.
     """
     cg = channels // groups
     og = out_channels // groups
@@ -481,7 +487,7 @@ def weight_grad(x, in_size, channels, dy, out_size, out_channels, offs, count, l
     batch = x.size // (channels * plane_in)
     width = offs.shape[0]
     splits = partial.shape[0]
-    for job in prange(groups * nob * splits):
+    for job in range(j0, j1):  # of groups * nob * splits
         split = job % splits
         jb = (job // splits) % nob
         g = job // (splits * nob)

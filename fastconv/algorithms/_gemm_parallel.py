@@ -7,8 +7,10 @@ tile stays in its core's cache from packing to product. OpenBLAS's own threads, 
 at barriers inside every product: on the reference machine under load (11 runnable processes
 on 2 cores) resnet50.3x3c128s2 ran 4-7x slower with two BLAS threads than with one.
 
-BLAS is held to one thread for the duration of a parallel call through threadpoolctl; without
-threadpoolctl, tiles run in the calling thread and BLAS keeps its own threads.
+BLAS is held to one thread for the duration of every call through threadpoolctl, also when the
+call is too small to share: OpenBLAS's own threads spin for ~0.1 s after a product, and on two
+cores that spinning halved the speed of the calls that followed (ours or another library's).
+Without threadpoolctl, tiles run in the calling thread and BLAS keeps its own threads.
 """
 
 from __future__ import annotations
@@ -59,10 +61,16 @@ def for_each(items: Sequence[Item], task: Callable[[Item, Scratch], None], n: in
 
 
 def _run(items: Sequence[Item], task: Callable[[Item, Scratch], None], scratches: list[Scratch]) -> None:
-    if len(scratches) == 1:
-        for item in items:
-            task(item, scratches[0])
-        return
+    controller = _blas_controller()
+    with controller.limit(limits=1, user_api="blas") if controller else contextlib.nullcontext():
+        if len(scratches) == 1:
+            for item in items:
+                task(item, scratches[0])
+        else:
+            _run_on_workers(items, task, scratches)
+
+
+def _run_on_workers(items: Sequence[Item], task: Callable[[Item, Scratch], None], scratches: list[Scratch]) -> None:
     queue = iter(items)
     lock = threading.Lock()
 
@@ -74,14 +82,12 @@ def _run(items: Sequence[Item], task: Callable[[Item, Scratch], None], scratches
                 return
             task(item, scratch)
 
-    controller = _blas_controller()
-    with controller.limit(limits=1, user_api="blas") if controller else contextlib.nullcontext():
-        futures = [_executor(len(scratches) - 1).submit(work, s) for s in scratches[1:]]
-        try:
-            work(scratches[0])
-        finally:
-            for future in futures:
-                future.result()
+    futures = [_executor(len(scratches) - 1).submit(work, s) for s in scratches[1:]]
+    try:
+        work(scratches[0])
+    finally:
+        for future in futures:
+            future.result()
 
 
 def split(count: int, parts: int) -> list[tuple[int, int]]:

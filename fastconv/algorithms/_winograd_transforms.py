@@ -52,13 +52,17 @@ def kron_power(m: int, which: int, power: int) -> np.ndarray:
     return out
 
 
-def weight_transform(w: np.ndarray, geom: ConvGeometry, m: int, out: np.ndarray | None = None) -> np.ndarray:
+def weight_transform(w: np.ndarray, geom: ConvGeometry, m: int, out: np.ndarray | None = None,
+                     points: tuple[int, int] | None = None) -> np.ndarray:
     """(O, Cg, 3, ..., 3) -> U (alpha^d, G, Og, Cg): the filters in the transform domain, one
     (Og x Cg) matrix per transform point and group, as the batched matmul wants them; written
-    into ``out`` (alpha^d, O*Cg) when given."""
+    into ``out`` (alpha^d, O*Cg) when given, only its transform points ``points`` if given."""
     g_nd = kron_power(m, 1, geom.nd).astype(w.dtype)
-    u = np.matmul(g_nd, w.reshape(geom.out_channels * geom.in_per_group, -1).T, out=out)
-    return u.reshape(-1, geom.groups, geom.out_per_group, geom.in_per_group)
+    if out is None:
+        out = np.empty((g_nd.shape[0], geom.out_channels * geom.in_per_group), dtype=w.dtype)
+    p0, p1 = points or (0, g_nd.shape[0])
+    np.matmul(g_nd[p0:p1], w.reshape(geom.out_channels * geom.in_per_group, -1).T, out=out[p0:p1])
+    return out.reshape(-1, geom.groups, geom.out_per_group, geom.in_per_group)
 
 
 def tiles(geom: ConvGeometry, m: int) -> tuple[int, ...]:

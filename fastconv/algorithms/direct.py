@@ -352,24 +352,20 @@ class Direct(Algorithm):
 
 
 def _parallel(kernel, seconds: float, jobs: int):
-    """``kernel`` with its ``jobs`` handed out in chunks of about a quarter of a thread's share:
-    on a busy machine a descheduled thread then delays only its current chunk, where static shares
-    would wait for it (each chunk re-runs the kernel's per-thread set-up, so not one job at a time).
-    On one thread when the call is estimated below ``DIRECT_PARALLEL_SECONDS``: the wake-up of a
-    second thread costs more than it saves there (measured up to milliseconds on a loaded machine)."""
-    import numba
-
+    """``kernel`` with its ``jobs`` handed out in ranges of about a quarter of a thread's share, on
+    fastconv's worker threads: on a busy machine a descheduled thread then delays only its current
+    range, where static shares would wait for it (each range re-runs the kernel's per-job set-up,
+    so not one job at a time). On one thread when the call is estimated below
+    ``DIRECT_PARALLEL_SECONDS``: the wake-up of a second thread costs more than it saves there
+    (measured up to milliseconds on a loaded machine)."""
     from .._cost_model import DIRECT_PARALLEL_SECONDS
+    from . import _gemm_parallel as par
+
+    threads = 1 if seconds < DIRECT_PARALLEL_SECONDS else _threads()
 
     def run(*args):
-        threads = numba.get_num_threads()
-        if seconds < DIRECT_PARALLEL_SECONDS:
-            numba.set_num_threads(1)
-        try:
-            with numba.parallel_chunksize(max(1, jobs // (4 * numba.get_num_threads()))):
-                return kernel(*args)
-        finally:
-            numba.set_num_threads(threads)
+        ranges = par.split(jobs, 4 * threads) if threads > 1 else [(0, jobs)]
+        par.for_each(ranges, lambda r, _: kernel(*args, *r), threads, np.float64)
     return run
 
 

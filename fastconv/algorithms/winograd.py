@@ -163,7 +163,9 @@ class Winograd(Algorithm):
         n = par.workers(self._macs(geom))
         chunks, split_chunks = self._chunks(geom, dtype, src_rows.shape[0], n)
         with Scratch(dtype) as held:
-            u = wt.weight_transform(w, geom, m, held.get("u", (points, geom.out_channels * cg)))  # (points, G, Og, Cg)
+            u_flat = held.get("u", (points, geom.out_channels * cg))
+            par.for_each(par.split(points, n), lambda p, _: wt.weight_transform(w, geom, m, u_flat, p), n, dtype)
+            u = u_flat.reshape(points, geom.groups, og, cg)
             if not split_chunks:  # each worker takes whole chunks
                 par.for_each(chunks, whole, n, dtype)
             else:  # few chunks, many channels: workers share each chunk's channels
