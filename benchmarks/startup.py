@@ -46,7 +46,9 @@ if preinit:
     cpu_target.target_context.refresh()
 rng = np.random.default_rng(0)
 xa, wa = rng.standard_normal(x, dtype=np.float32), rng.standard_normal(w, dtype=np.float32)
-geom = fastconv.plan_for(function, x, w, **kw).geom
+planned = fastconv.plan_for(function + {"forward": "", "input_grad": "_input", "weight_grad": "_weight"}[op]
+                            if not function.startswith("conv_transpose") else function, x, w, algorithm=alg, **kw)
+geom = planned.geom
 if op == "forward":
     call = lambda: getattr(functional, function)(xa, wa, algorithm=alg, **kw)
 elif op == "input_grad":
@@ -61,7 +63,7 @@ def timed():
     return time.perf_counter() - t0, time.process_time() - c0
 first = timed()
 warm = min(timed() for _ in range(3))
-print(json.dumps([first, warm, "numba" in sys.modules]))
+print(json.dumps([first, warm, "numba" in sys.modules, planned.choice.label]))
 """
 
 
@@ -116,11 +118,24 @@ def first_calls() -> list[dict]:
             _python(_FIRST_CALL, json.dumps([*probe, name, op, False]))  # fills the on-disk kernel cache if empty
             row = {"algorithm": name, "op": op, "probe": probe[:3]}
             for preinit in (False, True):
-                first, warm, row["numba"] = json.loads(_python(_FIRST_CALL, json.dumps([*probe, name, op, preinit])))
+                first, warm, row["numba"], _ = json.loads(_python(_FIRST_CALL, json.dumps([*probe, name, op, preinit])))
                 tag = "_preinit" if preinit else ""
                 row[f"extra_wall{tag}_s"] = first[0] - warm[0]
                 row[f"extra_cpu{tag}_s"] = first[1] - warm[1]
             rows.append(row)
+    return rows
+
+
+def planned_first_calls() -> list[dict]:
+    """Per probe, with the planner's own choice (no forced algorithm): the first call in a fresh
+    process minus a warm call. Until numba has started the planner counts its start-up against
+    the compiled algorithms, so these small calls run on NumPy-only ones."""
+    rows = []
+    for fn, x, w, kw in PROBES:
+        first, warm, numba_loaded, choice = json.loads(_python(_FIRST_CALL, json.dumps([fn, x, w, kw, None,
+                                                                                        "forward", False])))
+        rows.append({"algorithm": choice, "op": "forward", "probe": (fn, x, w), "numba": numba_loaded,
+                     "extra_wall_s": first[0] - warm[0], "extra_cpu_s": first[1] - warm[1]})
     return rows
 
 
@@ -157,6 +172,12 @@ def main() -> None:
         print(f"{row['algorithm']:<12} {row['op']:<12} {probe:<40} {row['extra_wall_s'] * 1e3:6.0f} "
               f"{row['extra_cpu_s'] * 1e3:6.0f} {row['extra_wall_preinit_s'] * 1e3:18.0f} "
               f"{row['extra_cpu_preinit_s'] * 1e3:6.0f}  {row['numba']}")
+    print("\nfirst call in a fresh process with the planner's choice (no algorithm forced), ms beyond a warm call")
+    print(f"{'planned':<16} {'probe':<48} {'wall':>6} {'cpu':>6}  numba")
+    for row in planned_first_calls():
+        probe = f"{row['probe'][0]} {row['probe'][1]}x{row['probe'][2]}"
+        print(f"{row['algorithm']:<16} {probe:<48} {row['extra_wall_s'] * 1e3:6.0f} {row['extra_cpu_s'] * 1e3:6.0f}"
+              f"  {row['numba']}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,12 @@ compares algorithms on the same call.
 #: -> 1.12). The runs are in benchmarks/results/. Refit when an algorithm's own model changes; absent = 1.
 CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winograd2": 1.189}
 
+#: numba's one-time start-up in a process, paid by the first call of any compiled algorithm:
+#: importing numba (0.21 s), its BLAS check importing scipy.linalg (0.18 s) and registering its
+#: typing and lowering tables (0.25 s); measured in fresh processes on the reference machine
+#: (benchmarks/startup.py). Loading a cached kernel adds 15-60 ms, not counted.
+COMPILER_STARTUP_SECONDS = 0.65
+
 #: einsum per tap, single-threaded, with temporaries: ~0.5 GMAC/s.
 REFERENCE_SECONDS_PER_MAC = 2e-9
 # ---- gemm and subpixel (algorithms/gemm.py Gemm.cost, algorithms/subpixel.py) ---------------

@@ -5,6 +5,12 @@ Each op can be served two ways: *natively* by an algorithm that implements it, o
 (``geom.for_input_grad()`` / ``geom.for_weight_grad()``). Correctness guards
 (``supports``) run first; among the survivors the cheapest estimated cost wins.
 
+Until numba has started in the process, the compiled algorithms' costs include its one-time
+start-up (``_cost_model.COMPILER_STARTUP_SECONDS``, ~0.65 s): a script's first small calls run
+on the NumPy-only algorithms (``taps``, ``fft``, ``reference``, 1x1 ``gemm``) in milliseconds,
+and numba starts when a call would save more than its start-up, or when the small calls have
+together lost that much (:func:`_pay_rent`).
+
 In the *measuring* mode (``set_planner_mode('measure')`` or ``$FASTCONV_PLANNER=measure``,
 like ``torch.backends.cudnn.benchmark``) the survivors whose estimate is within
 :data:`MEASURE_WITHIN` of the best estimate are timed once on random data of the call's
@@ -18,12 +24,13 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import _adjoint, _config, _threads
-from ._cost_model import CALIBRATION
+from ._cost_model import CALIBRATION, COMPILER_STARTUP_SECONDS
 from ._geometry import ConvGeometry
 from .algorithms import ALGORITHMS, OPS
 
@@ -37,6 +44,7 @@ class Candidate:
     cost: float | None  # estimated seconds; None when rejected
     reason: str | None  # why it was rejected; None when viable
     measured: float | None = None  # median seconds in the measuring mode; None when not timed
+    startup: float = 0.0  # of the cost: numba's one-time start-up, while no compiled kernel has run
 
     @property
     def label(self) -> str:
@@ -52,6 +60,9 @@ class Plan:
     candidates: tuple[Candidate, ...]
     forced: str | None = None
     threads: int = 1
+    #: While numba has not started: seconds this choice is estimated slower than the best compiled
+    #: candidate would be once it has; each call pays it towards the start-up (see :func:`_pay_rent`).
+    rent: float = 0.0
 
     def explain(self) -> str:
         """The candidates, their estimated costs, the reasons for rejection, and the choice."""
@@ -71,6 +82,8 @@ class Plan:
                 detail = f"rejected: {c.reason}"
             else:
                 detail = f"estimated {c.cost * 1e3:.3g} ms"
+                if c.startup:
+                    detail += f" (incl. {c.startup * 1e3:.3g} ms one-time numba start-up)"
                 if c.measured is not None:
                     detail += f", measured {c.measured * 1e3:.3g} ms"
                 elif measuring:
@@ -84,6 +97,8 @@ class Plan:
     def execute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Run the chosen algorithm: forward(x, w), input_grad(dy, w) or weight_grad(x, dy)."""
         _threads.sync()
+        if self.rent:
+            _pay_rent(self.rent)
         alg = ALGORITHMS[self.choice.algorithm]
         if self.choice.route == "native":
             return getattr(alg, self.op)(a, b, self.geom)
@@ -96,7 +111,7 @@ def _adjoint_geometry(geom: ConvGeometry, op: str) -> ConvGeometry:
     return geom.for_input_grad() if op == "input_grad" else geom.for_weight_grad()
 
 
-def _candidates(geom: ConvGeometry, dtype: np.dtype, op: str, names) -> list[Candidate]:
+def _candidates(geom: ConvGeometry, dtype: np.dtype, op: str, names, cold: bool) -> list[Candidate]:
     found = []
     for name in names:
         alg = ALGORITHMS[name]
@@ -105,9 +120,32 @@ def _candidates(geom: ConvGeometry, dtype: np.dtype, op: str, names) -> list[Can
             routes.append(("via forward", _adjoint_geometry(geom, op), "forward"))
         for route, g, alg_op in routes:
             reason = alg.supports(g, dtype, alg_op)
-            cost = None if reason else alg.cost(g, dtype, alg_op) * CALIBRATION.get(name, 1.0)
-            found.append(Candidate(name, route, cost, reason))
+            if reason:
+                found.append(Candidate(name, route, None, reason))
+                continue
+            startup = COMPILER_STARTUP_SECONDS if cold and alg.needs_compiler(g, alg_op) else 0.0
+            cost = alg.cost(g, dtype, alg_op) * CALIBRATION.get(name, 1.0) + startup
+            found.append(Candidate(name, route, cost, None, startup=startup))
     return found
+
+
+def _compiler_cold() -> bool:
+    """Whether numba has yet to start in this process (its start-up then counts in the costs)."""
+    return "numba" not in sys.modules
+
+
+#: Estimated seconds the calls planned while numba was cold have lost by avoiding it.
+_rent_paid = 0.0
+
+
+def _pay_rent(seconds: float) -> None:
+    """Ski rental: small calls avoid numba's start-up while it would cost more than it saves,
+    but once their accumulated loss reaches the start-up, numba is started (imported here; the
+    next plans are made warm), so a long run of small calls loses at most twice the optimum."""
+    global _rent_paid
+    _rent_paid += seconds
+    if _rent_paid >= COMPILER_STARTUP_SECONDS:
+        import numba  # noqa: F401
 
 
 MODES = ("heuristic", "measure")
@@ -176,26 +214,28 @@ def plan(geom: ConvGeometry, dtype, op: str = "forward", algorithm: str | None =
     naming the reasons.
     """
     # The settings algorithms consult, the thread count and the mode are part of the key, so changing them re-plans.
-    return _plan(geom, np.dtype(dtype), op, algorithm, _mode, _persist, _threads.get_num_threads(),
+    return _plan(geom, np.dtype(dtype), op, algorithm, _mode, _persist, _threads.get_num_threads(), _compiler_cold(),
                  _config.max_relative_error, _config.workspace_bytes)
 
 
 @functools.lru_cache(maxsize=4096)
 def _plan(geom: ConvGeometry, dtype: np.dtype, op: str, algorithm: str | None, mode: str, persist: bool,
-          threads: int, *settings) -> Plan:
+          threads: int, cold: bool, *settings) -> Plan:
     if op not in OPS:
         raise ValueError(f"plan: op={op!r} is not one of {OPS}")
     if algorithm is not None and algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm={algorithm!r} is unknown; choose one of {sorted(ALGORITHMS)} or None")
     names = [algorithm] if algorithm else list(ALGORITHMS)
-    candidates = _candidates(geom, dtype, op, names)
+    candidates = _candidates(geom, dtype, op, names, cold)
     viable = [c for c in candidates if c.cost is not None]
     if not viable:
         reasons = "; ".join(f"{c.label}: {c.reason}" for c in candidates)
         raise ValueError(f"algorithm={algorithm!r} cannot run this {op} ({reasons}); use algorithm=None")
     # Prefer native routes on ties: they avoid the adjoint's array transforms.
     choice = min(viable, key=lambda c: (c.cost, c.route != "native"))
-    heuristic = Plan(op, geom, dtype, choice, tuple(candidates), algorithm, threads)
+    warm_best = min(c.cost - c.startup for c in viable)
+    rent = choice.cost - warm_best if cold and not choice.startup and algorithm is None else 0.0
+    heuristic = Plan(op, geom, dtype, choice, tuple(candidates), algorithm, threads, rent)
     if mode != "measure" or len(viable) == 1:
         return heuristic
     key = "|".join(map(repr, (op, dtype.name, threads, settings, geom)))

@@ -27,6 +27,12 @@ class Algorithm:
 
     name: str = ""
     native_ops: tuple[str, ...] = ("forward",)
+    #: Whether it runs numba kernels (whose first use in a process pays numba's start-up).
+    compiled: bool = True
+
+    def needs_compiler(self, geom: ConvGeometry, op: str) -> bool:
+        """Whether running ``op`` on ``geom`` calls compiled (numba) kernels."""
+        return self.compiled
 
     def supports(self, geom: ConvGeometry, dtype: np.dtype, op: str) -> str | None:
         """None when this algorithm can run ``op`` on ``geom``; otherwise the reason it declines."""

@@ -58,6 +58,7 @@ def _layout(geom, dtype, budget) -> Layout | str:
 
 class FFT(Algorithm):
     name = "fft"
+    compiled = False  # NumPy (and SciPy) only
     native_ops = ("forward",)
 
     def supports(self, geom, dtype, op):

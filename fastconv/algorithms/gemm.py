@@ -57,6 +57,9 @@ class Gemm(Algorithm):
             return f"gemm: {geom.nd} spatial dimensions; the compiled im2col handles 1 to 3"
         return None
 
+    def needs_compiler(self, geom, op):
+        return not (op == "forward" and geom.is_pointwise)  # a 1x1 forward pass is plain matmuls
+
     def cost(self, geom, dtype, op):
         from .._cost_model import gemm_seconds
         per_sample, og, depth = math.prod(geom.out_size), geom.out_per_group, geom.in_per_group * geom.kernel_volume

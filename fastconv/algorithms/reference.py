@@ -15,6 +15,7 @@ from ._layout import grouped, pad_input, unpad_input
 
 class Reference(Algorithm):
     name = "reference"
+    compiled = False  # NumPy (and SciPy) only
     native_ops = ("forward", "input_grad", "weight_grad")
 
     def cost(self, geom, dtype, op):

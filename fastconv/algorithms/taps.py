@@ -89,6 +89,7 @@ def _layout(geom: ConvGeometry, itemsize: int) -> _Layout:
 
 class Taps(Algorithm):
     name = "taps"
+    compiled = False  # NumPy (and SciPy) only
     native_ops = ("forward",)
 
     def supports(self, geom, dtype, op):
