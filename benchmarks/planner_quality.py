@@ -122,6 +122,7 @@ def main() -> int:
                         help="combine earlier results instead of measuring")
     parser.add_argument("--fit", action="store_true", help="fit per-algorithm calibration factors")
     args = parser.parse_args()
+    import numba  # noqa: F401  # the heuristic as planned once numba runs (its cold-start rule aside)
     fastconv.set_num_threads(args.threads)
     print(f"{'case':<22} {'heuristic pick':<24} {'measured best':<24} {'pick/best':>9}  measured ms (estimated ms)")
     if args.from_json:

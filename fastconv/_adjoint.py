@@ -20,9 +20,10 @@ def input_grad_via_forward(forward: Forward, geom: ConvGeometry, dy: np.ndarray,
         stuffed[(Ellipsis, *(slice(None, None, s) for s in geom.stride))] = dy
         dy = stuffed
     g, og, cg = geom.groups, geom.out_per_group, geom.in_per_group
-    swapped = w.reshape(g, og, cg, *geom.kernel).swapaxes(1, 2).reshape(geom.in_channels, og, *geom.kernel)
-    flipped = swapped[(Ellipsis, *(slice(None, None, -1) for _ in geom.kernel))]
-    return forward(dy, flipped, adjoint)
+    # one contiguous copy: (G, Og, Cg, taps) -> (G, Cg, Og, taps reversed), taps flattened so that
+    # the flip of every spatial axis is one reversal
+    flipped = np.ascontiguousarray(w.reshape(g, og, cg, -1).swapaxes(1, 2)[..., ::-1])
+    return forward(dy, flipped.reshape(geom.in_channels, og, *geom.kernel), adjoint)
 
 
 def weight_grad_via_forward(forward: Forward, geom: ConvGeometry, x: np.ndarray, dy: np.ndarray) -> np.ndarray:

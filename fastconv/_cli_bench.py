@@ -212,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"fastconv bench: no case name contains any of {args.cases}", file=sys.stderr)
             return 2
     fastconv.set_num_threads(args.threads)
+    import numba  # noqa: F401  # steady state: the planner's cold-start rule (numba not yet started) is not measured
     threads = fastconv.get_num_threads()
     fastconv.set_planner_mode(args.planner)
     rows = []

@@ -16,7 +16,9 @@ runs it fastest (measured on the reference machine; see ``_cost_model``):
 * input gradient: ``W^T @ dy`` per tile, then a col2im scatter-add (no multiplications by the
   zeros a strided transposed convolution would insert); workers own channel slices, so their
   scatters never meet.
-* weight gradient: ``cols (C*K, positions) @ dy^T (positions, O)``, summed over tiles and workers.
+* weight gradient: ``cols (C*K, positions) @ dy^T (positions, O)`` over all the batch's positions
+  at once (tiles only beyond the workspace); workers own slices of the im2col rows, so their
+  results need no sum.
 """
 
 from __future__ import annotations
@@ -175,9 +177,9 @@ def gather_samples(af: np.ndarray, tile: Tile) -> np.ndarray:
 
 
 def _weight_grad_by_rows(x: np.ndarray, dy: np.ndarray, geom: ConvGeometry, n: int) -> np.ndarray:
-    """``dw (G, Og, Cg*K)``, transposed from ``dw^T (G, Cg*K, Og)``: per group, ``cols (Cg*K, positions) @ dy^T (positions, Og)`` with the
-    contraction over every output position of the batch in one product where the workspace
-    allows. Workers own slices of the im2col rows (packing only those) and their slice of the
+    """``dw (G, Og, Cg*K)``, transposed from ``dw^T (G, Cg*K, Og)``: per group,
+    ``cols (Cg*K, positions) @ dy^T (positions, Og)`` with the contraction over every output
+    position of the batch in one product where the workspace allows. Workers own slices of the im2col rows (packing only those) and their slice of the
     result, so nothing is summed across workers and each product is deep (a per-sample product
     of a 7x7 layer contracts over only 49 positions)."""
     from ._gemm_kernels import im2col

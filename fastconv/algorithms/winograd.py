@@ -164,7 +164,8 @@ class Winograd(Algorithm):
         chunks, split_chunks = self._chunks(geom, dtype, src_rows.shape[0], n)
         with Scratch(dtype) as held:
             u_flat = held.get("u", (points, geom.out_channels * cg))
-            par.for_each(par.split(points, n), lambda p, _: wt.weight_transform(w, geom, m, u_flat, p), n, dtype)
+            w_rows = np.ascontiguousarray(w)  # once: a flipped gradient weight would be copied per worker
+            par.for_each(par.split(points, n), lambda p, _: wt.weight_transform(w_rows, geom, m, u_flat, p), n, dtype)
             u = u_flat.reshape(points, geom.groups, og, cg)
             if not split_chunks:  # each worker takes whole chunks
                 par.for_each(chunks, whole, n, dtype)
