@@ -19,6 +19,13 @@ CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winogra
 #: (benchmarks/startup.py). Loading a cached kernel adds 15-60 ms, not counted.
 COMPILER_STARTUP_SECONDS = 0.65
 
+#: Per element the "via forward" routes copy (``_adjoint``: the flipped, channel-swapped weight and
+#: the zero-stuffed output gradient of input_grad; the swapped input, output gradient and result of
+#: weight_grad): numpy's strided copies of short inner runs, 1.7 ms for a 256x256x3x3 weight on the
+#: reference machine. Without it the planner ran train.3x3c256.dgrad via forward in 18.9 ms where
+#: gemm's native input gradient took 10.1 ms.
+ADJOINT_SECONDS_PER_ELEMENT = 3e-9
+
 #: einsum per tap, single-threaded, with temporaries: ~0.5 GMAC/s.
 REFERENCE_SECONDS_PER_MAC = 2e-9
 # ---- gemm and subpixel (algorithms/gemm.py Gemm.cost, algorithms/subpixel.py) ---------------

@@ -23,6 +23,7 @@ library version and CPU model.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -124,9 +125,23 @@ def _candidates(geom: ConvGeometry, dtype: np.dtype, op: str, names, cold: bool)
                 found.append(Candidate(name, route, None, reason))
                 continue
             startup = COMPILER_STARTUP_SECONDS if cold and alg.needs_compiler(g, alg_op) else 0.0
-            cost = alg.cost(g, dtype, alg_op) * CALIBRATION.get(name, 1.0) + startup
+            copies = _adjoint_copy_seconds(geom, op) if route != "native" else 0.0
+            cost = alg.cost(g, dtype, alg_op) * CALIBRATION.get(name, 1.0) + copies + startup
             found.append(Candidate(name, route, cost, None, startup=startup))
     return found
+
+
+def _adjoint_copy_seconds(geom: ConvGeometry, op: str) -> float:
+    """Estimated seconds of the array copies a "via forward" route adds (``_adjoint``)."""
+    from ._cost_model import ADJOINT_SECONDS_PER_ELEMENT
+    weight = geom.out_channels * geom.in_per_group * geom.kernel_volume
+    if op == "input_grad":
+        adjoint = geom.for_input_grad()
+        stuffed = geom.batch * geom.out_channels * math.prod(adjoint.in_size) if max(geom.stride) > 1 else 0
+        elements = weight + stuffed
+    else:
+        elements = math.prod(geom.input_shape) + math.prod(geom.output_shape) + weight
+    return elements * ADJOINT_SECONDS_PER_ELEMENT
 
 
 def _compiler_cold() -> bool:
