@@ -6,10 +6,10 @@ the planner that picks an algorithm per call (``fastconv.plan_for``).
 
 from ._config import set_accuracy, set_workspace_limit
 from ._geometry import ConvGeometry
-from .functional import (conv, conv1d, conv2d, conv3d, conv_transpose, conv_transpose1d, conv_transpose2d,
-                         conv_transpose3d)
 from ._threads import get_num_threads, set_num_threads
 from ._workspace import release_workspace
+from .functional import (conv, conv1d, conv2d, conv3d, conv_transpose, conv_transpose1d, conv_transpose2d,
+                         conv_transpose3d)
 from .planner import Plan, clear_plan_cache, get_planner_mode, plan, plan_for, set_planner_mode
 
 __version__ = "0.1.0"

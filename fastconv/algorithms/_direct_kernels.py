@@ -357,7 +357,6 @@ def forward(x, in_size, channels, w, offs, count, cells, y, out_size, lo, stride
     cchunks = (ow_ + chunk - 1) // chunk
     nseg = od_ * rblocks * cchunks
     longest = _longest_run(rows, qw, ow_, chunk)
-    batch = x.size // (channels * plane_in)
     for job in range(j0, j1):  # of batch * groups * nob * parts
         part = job % parts
         jb = (job // parts) % nob
@@ -417,7 +416,6 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
     plane_out = out_size[0] * out_size[1] * out_size[2]
     size_d, size_h, size_w = in_size
     plane_in = size_d * size_h * size_w
-    batch = dy.size // (out_channels * plane_out)
     lo_dy = (-e0[0], -e0[1], -e0[2])
     longest = 1
     planes = blocks = chunks = 0  # the most planes, row blocks and column chunks of any phase

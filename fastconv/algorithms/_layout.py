@@ -145,7 +145,7 @@ class Scratch:
             _workspace.give_back(buffer)
         self._buffers.clear()
 
-    def __enter__(self) -> "Scratch":
+    def __enter__(self) -> Scratch:
         return self
 
     def __exit__(self, *exc) -> None:
