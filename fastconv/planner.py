@@ -114,6 +114,7 @@ def _adjoint_geometry(geom: ConvGeometry, op: str) -> ConvGeometry:
 
 def _candidates(geom: ConvGeometry, dtype: np.dtype, op: str, names, cold: bool) -> list[Candidate]:
     found = []
+    copies = _adjoint_copy_seconds(geom, op) if op != "forward" else 0.0  # of every "via forward" route
     for name in names:
         alg = ALGORITHMS[name]
         routes = [("native", geom, op)] if op in alg.native_ops else []
@@ -125,8 +126,8 @@ def _candidates(geom: ConvGeometry, dtype: np.dtype, op: str, names, cold: bool)
                 found.append(Candidate(name, route, None, reason))
                 continue
             startup = COMPILER_STARTUP_SECONDS if cold and alg.needs_compiler(g, alg_op) else 0.0
-            copies = _adjoint_copy_seconds(geom, op) if route != "native" else 0.0
-            cost = alg.cost(g, dtype, alg_op) * CALIBRATION.get(name, 1.0) + copies + startup
+            cost = (alg.cost(g, dtype, alg_op) * CALIBRATION.get(name, 1.0) + startup
+                    + (copies if route != "native" else 0.0))
             found.append(Candidate(name, route, cost, None, startup=startup))
     return found
 

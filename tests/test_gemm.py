@@ -17,7 +17,7 @@ from fastconv import _config
 from fastconv import grad as fg
 from fastconv._errors import CallContext
 from fastconv._geometry import ConvGeometry
-from fastconv.algorithms import ALGORITHMS, _gemm_parallel, gemm
+from fastconv.algorithms import ALGORITHMS, gemm
 
 GEMM, REFERENCE = ALGORITHMS["gemm"], ALGORITHMS["reference"]
 
@@ -56,22 +56,6 @@ def _assert_ops_match_reference(geom, dtype, tol):
         err = np.abs(ours - expected).max() / max(np.abs(expected).max(), 1e-30)
         assert err <= tol, f"{op}: relative error {err:.3g}"
     assert all(np.array_equal(a, b) for a, b in zip((x, w, dy), frozen)), "gemm modified its inputs"
-
-
-@pytest.fixture
-def tiny_workspace():
-    """A workspace of ~10 KB, so every call is cut into many tiles (several per sample)."""
-    saved = _config.workspace_bytes
-    fastconv.set_workspace_limit(0.01)
-    yield
-    _config.workspace_bytes = saved
-
-
-@pytest.fixture(params=[1, 3], ids=["serial", "3-workers"])
-def workers(request, monkeypatch):
-    """Run tiles in the calling thread, or on three workers however small the call."""
-    monkeypatch.setattr(_gemm_parallel, "workers", lambda macs: request.param)
-    return request.param
 
 
 @pytest.fixture(params=["channels-last", "channel-rows"])

@@ -14,7 +14,7 @@ import fastconv
 from fastconv import _config
 from fastconv._errors import CallContext
 from fastconv._geometry import ConvGeometry
-from fastconv.algorithms import ALGORITHMS, _gemm_parallel
+from fastconv.algorithms import ALGORITHMS
 
 SUBPIXEL, REFERENCE = ALGORITHMS["subpixel"], ALGORITHMS["reference"]
 
@@ -35,22 +35,6 @@ TRANSPOSED = [
 def _draw(shape, dtype, rng):
     a = rng.standard_normal(shape)
     return (a + 1j * rng.standard_normal(shape) if np.dtype(dtype).kind == "c" else a).astype(dtype)
-
-
-@pytest.fixture
-def tiny_workspace():
-    """A workspace of ~10 KB, so every call is cut into many tiles (several per sample)."""
-    saved = _config.workspace_bytes
-    fastconv.set_workspace_limit(0.01)
-    yield
-    _config.workspace_bytes = saved
-
-
-@pytest.fixture(params=[1, 3], ids=["serial", "3-workers"])
-def workers(request, monkeypatch):
-    """Run tiles in the calling thread, or on three workers however small the call."""
-    monkeypatch.setattr(_gemm_parallel, "workers", lambda macs: request.param)
-    return request.param
 
 
 @pytest.mark.parametrize("workspace", ["default", "tiny"])

@@ -87,6 +87,38 @@ def _line_run(line_d, line_h, ow0, remaining, off_d, off_h, w_first, w_stop, str
     return run, a, b, idd * in_size[1] + ih
 
 
+@numba.njit(inline="always")
+def _line_runs(xf, x0, size_w, cf, c0, lt, l0, off_d, off_h, w_first, w_stop, stride, in_size, out_size, adjoint):
+    """The output positions ``l0 .. l0+lt`` of one (kernel row, sample), line by line: column ``j`` of
+    ``cf`` from ``c0`` and the input they read in ``xf`` (row ``in_line`` from ``x0``). im2col
+    (``adjoint`` False) copies the input into ``cf``, zero in the padding; col2im adds ``cf`` into
+    ``xf``, dropping the padding."""
+    out_h, out_w = out_size[1], out_size[2]
+    sw = stride[2]
+    first_line = l0 // out_w
+    line_d, line_h = first_line // out_h, first_line % out_h
+    ow0 = l0 - first_line * out_w
+    j = 0
+    while j < lt:
+        run, a, b, in_line = _line_run(line_d, line_h, ow0, lt - j, off_d, off_h, w_first, w_stop, stride,
+                                       in_size, out_w)
+        base = c0 + j - ow0  # cf[base + ow] holds output column ow of this line
+        if adjoint:
+            if b > a:
+                _scatter_add(xf, x0 + in_line * size_w + a * sw, sw, cf, base + a, b - a)
+        else:
+            _zero(cf, base + ow0, a - ow0)
+            if b > a:
+                _gather(cf, base + a, xf, x0 + in_line * size_w + a * sw, sw, b - a)
+            _zero(cf, base + b, ow0 + run - b)
+        j += run
+        ow0 = 0
+        line_h += 1
+        if line_h == out_h:
+            line_h = 0
+            line_d += 1
+
+
 @numba.njit(nogil=True, cache=True)
 def im2col(x, cols, row0, n0, l0, ksize, stride, dilation, lo, out_size):
     """Fill ``cols[r, i, j]`` with the input that kernel tap ``tap`` of channel ``c``, where
@@ -102,33 +134,13 @@ def im2col(x, cols, row0, n0, l0, ksize, stride, dilation, lo, out_size):
     plane = in_size[0] * in_size[1] * size_w
     xf, cf = x.reshape(-1), cols.reshape(-1)
     taps = ksize[0] * ksize[1] * ksize[2]
-    out_h, out_w = out_size[1], out_size[2]
-    sw = stride[2]
-    first_line = l0 // out_w
     for row in range(rows):
         c = (row0 + row) // taps
         off_d, off_h, off_w = _tap_offsets(row0 + row - c * taps, ksize, dilation, lo)
-        w_first, w_stop = _valid_range(off_w, sw, size_w, out_w)
+        w_first, w_stop = _valid_range(off_w, stride[2], size_w, out_size[2])
         for i in range(nt):
-            src0 = ((n0 + i) * channels + c) * plane + off_w
-            dst0 = (row * nt + i) * lt
-            line_d, line_h = first_line // out_h, first_line % out_h
-            ow0 = l0 - first_line * out_w
-            j = 0
-            while j < lt:
-                run, a, b, in_line = _line_run(line_d, line_h, ow0, lt - j, off_d, off_h, w_first, w_stop,
-                                               stride, in_size, out_w)
-                base = dst0 + j - ow0  # cf[base + ow] holds output column ow of this line
-                _zero(cf, base + ow0, a - ow0)
-                if b > a:
-                    _gather(cf, base + a, xf, src0 + in_line * size_w + a * sw, sw, b - a)
-                _zero(cf, base + b, ow0 + run - b)
-                j += run
-                ow0 = 0
-                line_h += 1
-                if line_h == out_h:
-                    line_h = 0
-                    line_d += 1
+            _line_runs(xf, ((n0 + i) * channels + c) * plane + off_w, size_w, cf, (row * nt + i) * lt, lt, l0,
+                       off_d, off_h, w_first, w_stop, stride, in_size, out_size, False)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -146,33 +158,16 @@ def col2im_add(cols, dx, c0, part, n0, l0, ksize, stride, dilation, lo, out_size
     size_w = dx.shape[4]
     plane = in_size[0] * in_size[1] * size_w
     xf, cf = dx.reshape(-1), cols.reshape(-1)
-    out_h, out_w = out_size[1], out_size[2]
-    sw = stride[2]
-    first_line = l0 // out_w
     for row in range(rows):
         gj = row // taps
         tap = row - gj * taps
         g = gj // part
         c = g * per_group + c0 + gj - g * part
         off_d, off_h, off_w = _tap_offsets(tap, ksize, dilation, lo)
-        w_first, w_stop = _valid_range(off_w, sw, size_w, out_w)
+        w_first, w_stop = _valid_range(off_w, stride[2], size_w, out_size[2])
         for i in range(nt):
-            dst0 = ((n0 + i) * dx.shape[1] + c) * plane + off_w
-            src0 = (row * nt + i) * lt
-            line_d, line_h = first_line // out_h, first_line % out_h
-            ow0 = l0 - first_line * out_w
-            j = 0
-            while j < lt:
-                run, a, b, in_line = _line_run(line_d, line_h, ow0, lt - j, off_d, off_h, w_first, w_stop,
-                                               stride, in_size, out_w)
-                if b > a:
-                    _scatter_add(xf, dst0 + in_line * size_w + a * sw, sw, cf, src0 + j - ow0 + a, b - a)
-                j += run
-                ow0 = 0
-                line_h += 1
-                if line_h == out_h:
-                    line_h = 0
-                    line_d += 1
+            _line_runs(xf, ((n0 + i) * dx.shape[1] + c) * plane + off_w, size_w, cf, (row * nt + i) * lt, lt, l0,
+                       off_d, off_h, w_first, w_stop, stride, in_size, out_size, True)
 
 
 @numba.njit(nogil=True, cache=True)

@@ -61,8 +61,7 @@ def for_each(items: Sequence[Item], task: Callable[[Item, Scratch], None], n: in
 
 
 def _run(items: Sequence[Item], task: Callable[[Item, Scratch], None], scratches: list[Scratch]) -> None:
-    controller = _blas_controller()
-    with controller.limit(limits=1, user_api="blas") if controller else contextlib.nullcontext():
+    with _single_threaded_blas():
         if len(scratches) == 1:
             for item in items:
                 task(item, scratches[0])
@@ -104,6 +103,23 @@ def _blas_controller():
     except ImportError:
         return None
     return ThreadpoolController()
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """BLAS at one thread for the enclosed work, then as it was. Calls the BLAS libraries' own
+    setters (a few us) rather than threadpoolctl's ``limit`` (~18 us, which re-inspects them):
+    this runs several times in every call."""
+    controller = _blas_controller()
+    libraries = [lib for lib in controller.lib_controllers if lib.user_api == "blas"] if controller else []
+    saved = [lib.get_num_threads() for lib in libraries]
+    for lib in libraries:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(libraries, saved):
+            lib.set_num_threads(n)
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
