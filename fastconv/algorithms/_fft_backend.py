@@ -15,7 +15,6 @@ transform keeps frequencies ``0 .. length//2``; inverse transforms return the fi
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
