@@ -120,6 +120,59 @@ def _line_runs(xf, x0, size_w, cf, c0, lt, l0, off_d, off_h, w_first, w_stop, st
 
 
 @numba.njit(nogil=True, cache=True)
+def _whole_samples(x, cols, row0, c0, part, per_group, n0, ksize, stride, dilation, lo, out_size, adjoint):
+    """im2col (``adjoint`` False) or col2im-add of a tile of whole samples: as :func:`_line_runs`,
+    but every line of a (row, sample) has the same valid columns, so the line loops have
+    loop-invariant bounds and compile to straight copies: 2x faster on the short lines of 7x7 and
+    14x14 maps. (Measured: the same loops behind an inlined helper, or inside the general kernel,
+    lose most of that.) Row ``row0 + r`` is (group g, channel k < part, tap): channel
+    ``g * per_group + c0 + k`` of ``x``."""
+    rows, nt, lt = cols.shape
+    channels = x.shape[1]
+    size_d, size_h, size_w = x.shape[2], x.shape[3], x.shape[4]
+    out_d, out_h, out_w = out_size
+    sd, sh, sw = stride
+    xf, cf = x.reshape(-1), cols.reshape(-1)
+    taps = ksize[0] * ksize[1] * ksize[2]
+    for row in range(rows):
+        gj = (row0 + row) // taps
+        g = gj // part
+        c = g * per_group + c0 + gj - g * part
+        off_d, off_h, off_w = _tap_offsets(row0 + row - gj * taps, ksize, dilation, lo)
+        d_first, d_stop = _valid_range(off_d, sd, size_d, out_d)
+        h_first, h_stop = _valid_range(off_h, sh, size_h, out_h)
+        w_first, w_stop = _valid_range(off_w, sw, size_w, out_w)
+        wf, ws, wn = _u(w_first), _u(w_stop), _u(out_w)
+        for i in range(nt):
+            d = _u((row * nt + i) * lt)
+            x0 = ((n0 + i) * channels + c) * size_d * size_h * size_w + off_w
+            for od in range(out_d):
+                plane_valid = d_first <= od < d_stop
+                for oh in range(out_h):
+                    if not plane_valid or oh < h_first or oh >= h_stop:
+                        if not adjoint:
+                            for ow in range(wn):
+                                cf[d + ow] = 0
+                    elif adjoint:
+                        s = _u(x0 + ((od * sd + off_d) * size_h + oh * sh + off_h) * size_w)
+                        for ow in range(wf, ws):
+                            xf[s + ow * _u(sw)] += cf[d + ow]
+                    else:
+                        s = _u(x0 + ((od * sd + off_d) * size_h + oh * sh + off_h) * size_w)
+                        for ow in range(wf):
+                            cf[d + ow] = 0
+                        if sw == 1:
+                            for ow in range(wf, ws):
+                                cf[d + ow] = xf[s + ow]
+                        else:
+                            for ow in range(wf, ws):
+                                cf[d + ow] = xf[s + ow * _u(sw)]
+                        for ow in range(ws, wn):
+                            cf[d + ow] = 0
+                    d += wn
+
+
+@numba.njit(nogil=True, cache=True)
 def im2col(x, cols, row0, n0, l0, ksize, stride, dilation, lo, out_size):
     """Fill ``cols[r, i, j]`` with the input that kernel tap ``tap`` of channel ``c``, where
     ``row0 + r = c*taps + tap``, meets at output position ``l0 + j`` of sample ``n0 + i`` (zero where
@@ -132,6 +185,9 @@ def im2col(x, cols, row0, n0, l0, ksize, stride, dilation, lo, out_size):
     in_size = (x.shape[2], x.shape[3])
     size_w = x.shape[4]
     plane = in_size[0] * in_size[1] * size_w
+    if l0 == 0 and lt == out_size[0] * out_size[1] * out_size[2]:
+        _whole_samples(x, cols, row0, 0, channels, channels, n0, ksize, stride, dilation, lo, out_size, False)
+        return
     xf, cf = x.reshape(-1), cols.reshape(-1)
     taps = ksize[0] * ksize[1] * ksize[2]
     for row in range(rows):
@@ -157,6 +213,9 @@ def col2im_add(cols, dx, c0, part, n0, l0, ksize, stride, dilation, lo, out_size
     in_size = (dx.shape[2], dx.shape[3])
     size_w = dx.shape[4]
     plane = in_size[0] * in_size[1] * size_w
+    if l0 == 0 and lt == out_size[0] * out_size[1] * out_size[2]:
+        _whole_samples(dx, cols, 0, c0, part, per_group, n0, ksize, stride, dilation, lo, out_size, True)
+        return
     xf, cf = dx.reshape(-1), cols.reshape(-1)
     for row in range(rows):
         gj = row // taps

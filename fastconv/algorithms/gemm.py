@@ -41,6 +41,9 @@ CHANNELS_LAST_MIN_DEPTH = 12
 #: Output positions per sample from which each sample of a multi-sample tile gets its own product
 #: written in place; below it one product over the tile and a scatter beat thin products.
 PER_SAMPLE_MIN_POSITIONS = 512
+#: Output positions per sample below which workers share one packing of the whole batch and split
+#: the output channels instead (resnet50.3x3c512, 7x7: 1.4x faster than per-sample tiles).
+SHARED_COLUMNS_MAX_POSITIONS = 128
 #: Scratch per tile, below the workspace budget: buffers beyond ~32 MB are fresh mmaps whose page
 #: faults cost more than the extra calls of smaller tiles (same.5x5c32: 16 MiB tiles 1.3x faster
 #: than 256 MiB ones on the reference machine).
@@ -220,6 +223,11 @@ def _forward_channel_rows(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: n
     yf = _flat(y, geom, geom.out_per_group)
     s3 = spatial3d(geom)
     x5 = as5d(x, s3.in_size)
+    per_sample = math.prod(geom.out_size)
+    rows_bytes = _rows(geom) * geom.batch * per_sample * x.dtype.itemsize
+    if n > 1 and per_sample < SHARED_COLUMNS_MAX_POSITIONS and rows_bytes <= _tile_budget(1):
+        _forward_shared_columns(x5, wm, geom, s3, yf, n)
+        return
 
     def product(tile, scratch):
         cols = pack(x5, geom, s3, tile, scratch)
@@ -232,6 +240,26 @@ def _forward_channel_rows(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: n
             yf[tile.n0:tile.n0 + tile.nt] = result.reshape(*result.shape[:2], tile.nt, -1).transpose(2, 0, 1, 3)
 
     par.for_each(tiles(geom, x.dtype, _rows(geom) + geom.out_channels, n), product, n, x.dtype)
+
+
+def _forward_shared_columns(x5: np.ndarray, wm: np.ndarray, geom: ConvGeometry, s3, yf: np.ndarray, n: int) -> None:
+    """The whole batch's columns, packed by all workers (slices of rows), then one product per
+    worker over every position for its slice of output channels: a 7x7 layer's per-sample
+    products would have 49 columns, which BLAS runs at 70% of its rate."""
+    from ._gemm_kernels import im2col
+    rows, positions = _rows(geom), yf.shape[-1]
+    with Scratch(x5.dtype) as shared:
+        cols = shared.get("cols", (rows, geom.batch, positions))
+        par.for_each(par.split(rows, 2 * n), lambda r, _: im2col(x5, cols[r[0]:r[1]], r[0], 0, 0, *s3[1:]), n,
+                     x5.dtype)
+        cols_g = cols.reshape(geom.groups, -1, geom.batch * positions)
+
+        def product(o_range, scratch):
+            o0, o1 = o_range
+            y_t = np.matmul(wm[:, o0:o1], cols_g, out=scratch.get("y_t", (geom.groups, o1 - o0, cols_g.shape[-1])))
+            yf[:, :, o0:o1] = y_t.reshape(geom.groups, o1 - o0, geom.batch, positions).transpose(2, 0, 1, 3)
+
+        par.for_each(par.split(geom.out_per_group, n), product, n, x5.dtype)
 
 
 def _forward_channels_last(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: np.ndarray, n: int) -> None:
