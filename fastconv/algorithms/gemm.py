@@ -180,9 +180,10 @@ def gather_samples(af: np.ndarray, tile: Tile) -> np.ndarray:
 
 
 def _weight_grad_by_rows(x: np.ndarray, dy: np.ndarray, geom: ConvGeometry, n: int) -> np.ndarray:
-    """``dw (G, Og, Cg*K)``, transposed from ``dw^T (G, Cg*K, Og)``: per group,
-    ``cols (Cg*K, positions) @ dy^T (positions, Og)`` with the contraction over every output
-    position of the batch in one product where the workspace allows. Workers own slices of the im2col rows (packing only those) and their slice of the
+    """``dw (G, Og, Cg*K)``: per group, ``cols (Cg*K, positions) @ dy^T (positions, Og)`` written
+    into the transposed view of ``dw`` (BLAS stores the product transposed: no copy), with the
+    contraction over every output position of the batch in one product where the workspace
+    allows. Workers own slices of the im2col rows (packing only those) and their slice of the
     result, so nothing is summed across workers and each product is deep (a per-sample product
     of a 7x7 layer contracts over only 49 positions)."""
     from ._gemm_kernels import im2col
@@ -196,8 +197,8 @@ def _weight_grad_by_rows(x: np.ndarray, dy: np.ndarray, geom: ConvGeometry, n: i
     per_sample = math.prod(geom.out_size)
     per_position = (n * rows + geom.out_channels) * itemsize  # every worker's columns and dy^T
     position_parts = list(position_tiles(geom.batch, per_sample, per_position, n * _tile_budget(n)))
+    dw = np.empty((g, og, depth), dtype=x.dtype)
     with Scratch(x.dtype) as shared:
-        dw_t = shared.get("dw_t", (g, depth, og))
         for k, tile in enumerate(position_parts):
             dy_t = shared.get("dy_t", (tile.nt * tile.lt, geom.out_channels))
             samples = [(i, tile.lt) for i in range(tile.nt)]
@@ -209,13 +210,14 @@ def _weight_grad_by_rows(x: np.ndarray, dy: np.ndarray, geom: ConvGeometry, n: i
                 cols = scratch.get("cols", (r1 - r0, tile.nt, tile.lt))
                 im2col(x5, cols, group * depth + r0, tile.n0, tile.l0, *s3[1:])
                 product = (cols.reshape(r1 - r0, -1), dy_t[:, group * og:(group + 1) * og])
+                dw_t = dw[group, :, r0:r1].T
                 if first:
-                    np.matmul(*product, out=dw_t[group, r0:r1])
+                    np.matmul(*product, out=dw_t)
                 else:
-                    dw_t[group, r0:r1] += np.matmul(*product, out=scratch.get("product", (r1 - r0, og)))
+                    dw_t += np.matmul(*product, out=scratch.get("product", (r1 - r0, og)))
 
             par.for_each([(group, part) for group in range(g) for part in parts], rows_product, n, x.dtype)
-        return transposed(dw_t)
+    return dw
 
 
 def _forward_channel_rows(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: np.ndarray, n: int) -> None:
