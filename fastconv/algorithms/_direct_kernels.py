@@ -37,6 +37,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from . import _simd as simd
+
 #: Unsigned indices: numba then skips its negative-index wraparound, which blocks vectorisation.
 _U = np.uintp
 #: Slack elements after packed planes: register tiles read whole tiles past a run's end.
@@ -119,11 +121,8 @@ def _copy(typingctx, dst, dbase, src, sbase, n):
     loops as the correlation spends on them."""
     def codegen(context, builder, signature, args):
         dst_v, dbase_v, src_v, sbase_v, n_v = args
-        scalar = context.get_value_type(dst.dtype)
-        size = context.get_abi_sizeof(scalar)
-        lanes = 64 // size
-        vec = ir.VectorType(scalar, lanes)
-        i32, i64 = ir.IntType(32), ir.IntType(64)
+        _, size, lanes, vec = simd.vector(context, dst.dtype)
+        i64 = simd.I64
         dst_p = cgutils.create_struct_proxy(dst)(context, builder, value=dst_v).data
         src_p = cgutils.create_struct_proxy(src)(context, builder, value=src_v).data
 
@@ -135,22 +134,11 @@ def _copy(typingctx, dst, dbase, src, sbase, n):
             i = builder.mul(loop.index, ir.Constant(i64, lanes))
             builder.store(builder.load(at(src_p, sbase_v, i), align=size), at(dst_p, dbase_v, i), align=size)
         done = builder.mul(full, ir.Constant(i64, lanes))
-        rest = builder.trunc(builder.sub(n_v, done), i32)
-        with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i32, 0))):
-            lane = ir.Constant(ir.VectorType(i32, lanes), list(range(lanes)))
-            splat = builder.shuffle_vector(builder.insert_element(ir.Constant(ir.VectorType(i32, lanes), ir.Undefined),
-                                                                  rest, ir.Constant(i32, 0)),
-                                           ir.Constant(ir.VectorType(i32, lanes), ir.Undefined),
-                                           ir.Constant(ir.VectorType(i32, lanes), None))
-            mask = builder.icmp_unsigned("<", lane, splat)
-            source, target = at(src_p, sbase_v, done), at(dst_p, dbase_v, done)
-            suffix = f"v{lanes}f{8 * size}.p0"
-            load = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-                vec, [source.type, i32, mask.type, vec]), f"llvm.masked.load.{suffix}")
-            store = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
-                ir.VoidType(), [vec, target.type, i32, mask.type]), f"llvm.masked.store.{suffix}")
-            values = builder.call(load, [source, ir.Constant(i32, size), mask, ir.Constant(vec, None)])
-            builder.call(store, [values, target, ir.Constant(i32, size), mask])
+        rest = builder.trunc(builder.sub(n_v, done), simd.I32)
+        with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(simd.I32, 0))):
+            mask = simd.tail_mask(builder, lanes, rest)
+            values = simd.masked_load(builder, vec, size, at(src_p, sbase_v, done), mask)
+            simd.masked_store(builder, vec, size, values, at(dst_p, dbase_v, done), mask)
         return context.get_dummy_value()
 
     return types.void(dst, dbase, src, sbase, n), codegen
@@ -194,11 +182,8 @@ def _register_tile(outputs: int, vectors: int):
     def tile(typingctx, acc, abase, pitch, src, base, w, row, col, offs, count):
         def codegen(context, builder, signature, args):
             acc_v, abase_v, pitch_v, src_v, base_v, w_v, row_v, col_v, offs_v, count_v = args
-            scalar = context.get_value_type(acc.dtype)
-            size = context.get_abi_sizeof(scalar)
-            lanes = 64 // size
-            vec = ir.VectorType(scalar, lanes)
-            i64 = ir.IntType(64)
+            _, size, lanes, vec = simd.vector(context, acc.dtype)
+            i64 = simd.I64
             data = [cgutils.create_struct_proxy(ty)(context, builder, value=v)
                     for ty, v in ((acc, acc_v), (src, src_v), (w, w_v), (offs, offs_v))]
             acc_p, src_p, w_p, offs_p = (d.data for d in data)

@@ -7,73 +7,152 @@ columns): transform-domain arrays are ``(alpha^d, channels, units * tw)``, per t
 contiguous (channels x tiles) matrix for the batched matmul between them, and the spare
 column, whose values are never read back, lets every pass below run as one long loop.
 
-Every transform is a loop across all tiles of a chunk that writes one row of results from
-``alpha`` rows of inputs (one store stream: LLVM vectorises it; several per loop defeat its
-alias checks). An input row is first split into its ``m`` phases (``phase[q][j] = row[j*m + q]``),
+Every 1-D transform is one pass across all tiles of a chunk that reads ``alpha`` rows of
+inputs once and writes all ``alpha`` (or ``m``) rows of results (``_row_map``, an LLVM intrinsic
+with the transform matrix built in). An input row is first split into its ``m`` phases (``phase[q][j] = row[j*m + q]``),
 after which input ``b`` of tile ``j`` is ``phase[b % m][j + b // m]``, a unit-stride row (the
 spare column absorbs the ``j + 1`` of the last tile). The leading axes are transformed between
 rows of tiles, and on the way back the ``m`` outputs of every tile are computed as rows, then
 interleaved into the output. Splitting and interleaving are the only element-wise copies.
 Padding is applied by reading zeros, so the input is never copied padded.
 
-The transforms are applied as dense rows of ``_winograd_transforms.matrices`` (passed in the
-compute dtype); the entry points fix ``m`` at compile time, so strides and loop bounds are
-constants.
+The entry points fix ``m`` at compile time, so strides and loop bounds are constants.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from . import _simd as simd
+from . import _winograd_transforms as wt
+
+
+def _row_map(matrix):
+    """An intrinsic ``(dst, d_offs, src, s_offs, count)``: ``dst[d_offs[i] + q] = sum_b
+    matrix[i][b] * src[s_offs[b] + q]`` for every row i of the constant ``matrix`` and q < count;
+    offsets are flat element indices into the (C-contiguous) arrays, 6-tuples of which the
+    first rows/columns of ``matrix`` are used.
+
+    Each column block is loaded once into 64-byte registers and all rows of the matrix are
+    computed from them, with its zeros skipped and its +-1 entries as additions, the tail
+    masked: numba's own loops could only vectorise one output row per pass over the inputs
+    (several store streams defeat LLVM's alias checks), re-reading the inputs for every row.
+    Complex arrays are mapped as interleaved real pairs (the matrix is real).
+    """
+    matrix = tuple(tuple(float(v) for v in row) for row in matrix)
+
+    @intrinsic
+    def row_map(typingctx, dst, d_offs, src, s_offs, count):
+        def codegen(context, builder, signature, args):
+            dst_v, d_offs_v, src_v, s_offs_v, count_v = args
+            pairs = isinstance(dst.dtype, types.Complex)
+            scalar, size, lanes, vec = simd.vector(context, dst.dtype.underlying_float if pairs else dst.dtype)
+            i64 = simd.I64
+            scale = ir.Constant(i64, 2 if pairs else 1)
+            pointers = [builder.bitcast(cgutils.create_struct_proxy(ty)(context, builder, value=v).data,
+                                        scalar.as_pointer()) for ty, v in ((dst, dst_v), (src, src_v))]
+            d_offs_l = [builder.mul(builder.extract_value(d_offs_v, i), scale) for i in range(len(matrix))]
+            s_offs_l = [builder.mul(builder.extract_value(s_offs_v, b), scale) for b in range(len(matrix[0]))]
+            n = builder.mul(count_v, scale)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                                 f"llvm.fma.v{lanes}f{8 * size}")
+
+            def address(pointer, offset, q):
+                return builder.bitcast(builder.gep(pointer, [builder.add(offset, q)]), vec.as_pointer())
+
+            def rows(values):
+                out = []
+                for row in matrix:
+                    acc = None
+                    for coef, value in zip(row, values):
+                        if coef == 0:
+                            continue
+                        if acc is None:
+                            acc = value if coef == 1 else builder.fmul(ir.Constant(vec, [coef] * lanes), value)
+                        elif coef == 1:
+                            acc = builder.fadd(acc, value)
+                        elif coef == -1:
+                            acc = builder.fsub(acc, value)
+                        else:
+                            acc = builder.call(fma, [ir.Constant(vec, [coef] * lanes), value, acc])
+                    out.append(acc if acc is not None else ir.Constant(vec, None))
+                return out
+
+            full = builder.sdiv(n, ir.Constant(i64, lanes))
+            with cgutils.for_range(builder, full) as loop:
+                q = builder.mul(loop.index, ir.Constant(i64, lanes))
+                values = [builder.load(address(pointers[1], off, q), align=size) for off in s_offs_l]
+                for off, result in zip(d_offs_l, rows(values)):
+                    builder.store(result, address(pointers[0], off, q), align=size)
+            done = builder.mul(full, ir.Constant(i64, lanes))
+            rest = builder.trunc(builder.sub(n, done), simd.I32)
+            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(simd.I32, 0))):
+                mask = simd.tail_mask(builder, lanes, rest)
+                values = [simd.masked_load(builder, vec, size, address(pointers[1], off, done), mask)
+                          for off in s_offs_l]
+                for off, result in zip(d_offs_l, rows(values)):
+                    simd.masked_store(builder, vec, size, result, address(pointers[0], off, done), mask)
+            return context.get_dummy_value()
+
+        return types.void(dst, d_offs, src, s_offs, count), codegen
+
+    return row_map
+
+
+_INPUT_ROWS = {m: _row_map(wt.matrices(m)[0]) for m in wt.TILE_SIZES}
+_OUTPUT_ROWS = {m: _row_map(wt.matrices(m)[2]) for m in wt.TILE_SIZES}
+_input_rows_2, _input_rows_4 = _INPUT_ROWS[2], _INPUT_ROWS[4]
+_output_rows_2, _output_rows_4 = _OUTPUT_ROWS[2], _OUTPUT_ROWS[4]
 
 
 @numba.njit(inline="always")
-def _combine(m, coef, i, src, taps, shifts, ch, dst, d_row, d_ch, size):  # pragma: no cover - compiled
-    """dst[d_row, d_ch, :size] = sum_b coef[i, b] * src[taps[b], ch, shifts[b]:shifts[b] + size] over
-    the alpha terms of the 6-tuples ``taps`` (rows) and ``shifts`` (columns). Indexes the arrays
-    directly: views would cost reference counting per call, more than the loop on small chunks."""
-    r0, r1, r2, r3, r4, r5 = taps
-    s0, s1, s2, s3, s4, s5 = shifts
-    c0, c1, c2, c3 = coef[i, 0], coef[i, 1], coef[i, 2], coef[i, 3]
-    if m == 2:
-        for col in range(size):
-            dst[d_row, d_ch, col] = (c0 * src[r0, ch, s0 + col] + c1 * src[r1, ch, s1 + col]
-                                     + c2 * src[r2, ch, s2 + col] + c3 * src[r3, ch, s3 + col])
+def _map_rows(m, forward, dst, d_offs, src, s_offs, count):  # pragma: no cover - compiled
+    """The transform of F(m, 3) along one axis (BT forward, AT back) over ``count`` columns."""
+    if forward:
+        if m == 2:
+            _input_rows_2(dst, d_offs, src, s_offs, count)
+        else:
+            _input_rows_4(dst, d_offs, src, s_offs, count)
+    elif m == 2:
+        _output_rows_2(dst, d_offs, src, s_offs, count)
     else:
-        c4, c5 = coef[i, 4], coef[i, 5]
-        for col in range(size):
-            dst[d_row, d_ch, col] = (c0 * src[r0, ch, s0 + col] + c1 * src[r1, ch, s1 + col]
-                                     + c2 * src[r2, ch, s2 + col] + c3 * src[r3, ch, s3 + col]
-                                     + c4 * src[r4, ch, s4 + col] + c5 * src[r5, ch, s5 + col])
+        _output_rows_4(dst, d_offs, src, s_offs, count)
 
 
 @numba.njit(inline="always")
-def _rows(first, step):  # pragma: no cover - compiled
-    """Row indices first + b*step, b < 6, and column offsets 0: alpha rows of tiles."""
-    return ((first, first + step, first + 2 * step, first + 3 * step, first + 4 * step, first + 5 * step),
-            (0, 0, 0, 0, 0, 0))
+def _flat_rows(a, row0, step, ch):  # pragma: no cover - compiled
+    """Flat offsets of a[row0 + b*step, ch, 0] for b < 6 (a 3-D, C-contiguous)."""
+    per_row = a.shape[1] * a.shape[2]
+    first = row0 * per_row + ch * a.shape[2]
+    d = step * per_row
+    return (first, first + d, first + 2 * d, first + 3 * d, first + 4 * d, first + 5 * d)
 
 
 @numba.njit(inline="always")
-def _phase_rows(m, k, kk):  # pragma: no cover - compiled
-    """Input b of every tile as a row of the phase-split rows: phase b % m of lead position k
-    (row (b % m)*kk + k), from column b // m; as :func:`_rows`."""
+def _phase_offsets(m, k, kk, width):  # pragma: no cover - compiled
+    """Flat offsets in the phase-split rows (``width`` columns each) of input b of every tile:
+    phase b % m of lead position k (row (b % m)*kk + k), from column b // m."""
     if m == 2:
-        return (k, kk + k, k, kk + k, k, k), (0, 0, 1, 1, 0, 0)
-    return (k, kk + k, 2 * kk + k, 3 * kk + k, k, kk + k), (0, 0, 0, 0, 1, 1)
+        return (k * width, (kk + k) * width, k * width + 1, (kk + k) * width + 1, 0, 0)
+    return (k * width, (kk + k) * width, (2 * kk + k) * width, (3 * kk + k) * width, k * width + 1,
+            (kk + k) * width + 1)
 
 
 @numba.njit(inline="always")
-def _lead_pass(m, coef, src, s_row0, s_ch, dst, d_row0, d_ch, outer, inner, size):  # pragma: no cover
+def _lead_pass(m, forward, src, s_row0, s_ch, dst, d_row0, d_ch, outer, inner, size):  # pragma: no cover
     """Transform one leading axis: rows s_row0.. of src[:, s_ch] viewed (outer, alpha, inner) into
-    rows d_row0.. of dst[:, d_ch] viewed (outer, len(coef), inner); ``size`` tiles per row."""
+    rows d_row0.. of dst[:, d_ch] viewed (outer, alpha or m, inner); ``size`` tiles per row."""
     alpha = m + 2
-    n_out = coef.shape[0]
+    n_out = alpha if forward else m
     for o in range(outer):
         for j in range(inner):
-            taps, shifts = _rows(s_row0 + o * alpha * inner + j, inner)
-            for i in range(n_out):
-                _combine(m, coef, i, src, taps, shifts, s_ch, dst, d_row0 + (o * n_out + i) * inner + j, d_ch, size)
+            _map_rows(m, forward, dst, _flat_rows(dst, d_row0 + o * n_out * inner + j, inner, d_ch),
+                      src, _flat_rows(src, s_row0 + o * alpha * inner + j, inner, s_ch), size)
 
 
 @numba.njit(inline="always")
@@ -85,12 +164,12 @@ def _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base):  # pragma: no 
 
 
 @numba.njit(inline="always")
-def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, bt, v):  # pragma: no cover
+def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v):  # pragma: no cover
     """v[:, c, tiles of units u0..u1] = transformed input tiles of channels c0 <= c < c1.
 
     x (N, C, R_in, W_in); src_rows (rows, alpha^(nd-1)) input row per leading tile position
     (-1: zero); input column ``w - lo`` sits at tile-row column ``w``, valid below ``col_stop``;
-    bt (alpha, alpha); v (alpha^nd, C, (u1-u0)*(t_last+1)).
+    v (alpha^nd, C, (u1-u0)*(t_last+1)).
     """
     rows, kk = src_rows.shape
     alpha = m + 2
@@ -129,29 +208,28 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, b
                     _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base)
         # last axis into rows (k, nu): of v itself in 1-D, else of the scratch
         for k in range(kk):
-            taps, shifts = _phase_rows(m, k, kk)
-            for nu in range(alpha):
-                if nd == 1:
-                    _combine(m, bt, nu, ph, taps, shifts, 0, v, nu, c, size)
-                else:
-                    _combine(m, bt, nu, ph, taps, shifts, 0, scratch, k * alpha + nu, 0, size)
+            phases = _phase_offsets(m, k, kk, size + 1)
+            if nd == 1:
+                _map_rows(m, True, v, _flat_rows(v, 0, 1, c), ph, phases, size)
+            else:
+                _map_rows(m, True, scratch, _flat_rows(scratch, k * alpha, 1, 0), ph, phases, size)
         # leading axes, alternating between the regions; the last pass writes into v
         for axis in range(nd - 1):
             inner = alpha ** (nd - 1 - axis)
             here = (axis % 2) * region
             if axis == nd - 2:
-                _lead_pass(m, bt, scratch, here, 0, v, 0, c, alpha ** axis, inner, size)
+                _lead_pass(m, True, scratch, here, 0, v, 0, c, alpha ** axis, inner, size)
             else:
-                _lead_pass(m, bt, scratch, here, 0, scratch, region - here, 0, alpha ** axis, inner, size)
+                _lead_pass(m, True, scratch, here, 0, scratch, region - here, 0, alpha ** axis, inner, size)
 
 
 @numba.njit(inline="always")
-def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, at, y):  # pragma: no cover
+def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, y):  # pragma: no cover
     """y[n, o, rows of units u0..u1] = inverse-transformed products prod (alpha^nd, O, (u1-u0)*(t_last+1))
     for the channels whose index within their group of ``per_group``, ``o % per_group``, is in [o0, o1).
 
     dst_rows (rows, m^(nd-1)) output row per leading output position (-1: beyond the output);
-    at (m, alpha); y (N, O, R_out, W_out).
+    y (N, O, R_out, W_out).
     """
     channels = y.shape[1]
     w_out = y.shape[3]
@@ -172,18 +250,16 @@ def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, 
             inner = alpha ** (nd - 1 - axis)
             here = (axis % 2) * region
             if axis == 0:
-                _lead_pass(m, at, prod, 0, o, scratch, 0, 0, 1, inner, size)
+                _lead_pass(m, False, prod, 0, o, scratch, 0, 0, 1, inner, size)
             else:
-                _lead_pass(m, at, scratch, region - here, 0, scratch, here, 0, m ** axis, inner, size)
+                _lead_pass(m, False, scratch, region - here, 0, scratch, here, 0, m ** axis, inner, size)
         for qq in range(km):
             # last axis for all tiles as m rows, then interleaved into the output rows
-            for yy in range(m):
-                if nd == 1:
-                    taps, shifts = _rows(0, 1)
-                    _combine(m, at, yy, prod, taps, shifts, o, out, yy, 0, size)
-                else:
-                    taps, shifts = _rows(last + qq * alpha, 1)
-                    _combine(m, at, yy, scratch, taps, shifts, 0, out, yy, 0, size)
+            if nd == 1:
+                _map_rows(m, False, out, _flat_rows(out, 0, 1, 0), prod, _flat_rows(prod, 0, 1, o), size)
+            else:
+                _map_rows(m, False, out, _flat_rows(out, 0, 1, 0), scratch,
+                          _flat_rows(scratch, last + qq * alpha, 1, 0), size)
             for uu in range(u1 - u0):
                 n = (u0 + uu) // rows
                 r = (u0 + uu) - n * rows
@@ -203,23 +279,23 @@ def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, 
 # Entry points with the tile size a compile-time constant (strides and loop bounds specialised);
 # serial and GIL-free: callers run chunks on worker threads.
 @numba.njit(nogil=True, cache=True, fastmath={"contract"})
-def _input_transform_2(x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, bt, v):  # pragma: no cover
-    _input_transform(2, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, bt, v)
+def _input_transform_2(x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v):  # pragma: no cover
+    _input_transform(2, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v)
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"contract"})
-def _input_transform_4(x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, bt, v):  # pragma: no cover
-    _input_transform(4, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, bt, v)
+def _input_transform_4(x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v):  # pragma: no cover
+    _input_transform(4, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v)
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"contract"})
-def _output_transform_2(prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, at, y):  # pragma: no cover
-    _output_transform(2, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, at, y)
+def _output_transform_2(prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, y):  # pragma: no cover
+    _output_transform(2, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, y)
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"contract"})
-def _output_transform_4(prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, at, y):  # pragma: no cover
-    _output_transform(4, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, at, y)
+def _output_transform_4(prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, y):  # pragma: no cover
+    _output_transform(4, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, y)
 
 
 #: m -> input / output transform kernel.

@@ -138,7 +138,6 @@ class Winograd(Algorithm):
         lo, hi = geom.padding[-1]
         col_stop = geom.in_size[-1] + min(hi, 0)
         cg, og, channels = geom.in_per_group, geom.out_per_group, geom.in_channels
-        bt, _, at = (a.astype(dtype) for a in wt.matrices(m))
 
         def buffers(chunk, scratch):
             tiles = (chunk[1] - chunk[0]) * tw
@@ -146,14 +145,14 @@ class Winograd(Algorithm):
                     scratch.get("prod", (points, geom.out_channels, tiles)))
 
         def transform(chunk, c_range, v):
-            INPUT_TRANSFORM[m](x4, src_rows, lo, col_stop, nd, t_last, *chunk, *c_range, bt, v)
+            INPUT_TRANSFORM[m](x4, src_rows, lo, col_stop, nd, t_last, *chunk, *c_range, v)
 
         def multiply(chunk, o_range, v, prod):
             tiles = v.shape[-1]
             o0, o1 = o_range
             np.matmul(u[:, :, o0:o1], v.reshape(points, geom.groups, cg, tiles),
                       out=prod.reshape(points, geom.groups, og, tiles)[:, :, o0:o1])
-            OUTPUT_TRANSFORM[m](prod, dst_rows, nd, t_last, *chunk, o0, o1, og, at, y)
+            OUTPUT_TRANSFORM[m](prod, dst_rows, nd, t_last, *chunk, o0, o1, og, y)
 
         def whole(chunk, scratch):
             v, prod = buffers(chunk, scratch)
