@@ -342,19 +342,20 @@ def forward(x, in_size, channels, w, offs, count, cells, y, out_size, lo, stride
     cchunks = (ow_ + chunk - 1) // chunk
     nseg = od_ * rblocks * cchunks
     longest = _longest_run(rows, qw, ow_, chunk)
+    # scratch for all jobs: every plane has the same padding, which packing never writes
+    xs = _zeroed(cg * packed + _SLACK, x.dtype)
+    acc = np.empty(4 * (longest + _SLACK), x.dtype)
+    table = np.empty(cells.shape, x.dtype)
     for job in range(j0, j1):  # of batch * groups * nob * parts
         part = job % parts
         jb = (job // parts) % nob
         g = (job // (parts * nob)) % groups
         n = job // (parts * nob * groups)
-        xs = _zeroed(cg * packed + _SLACK, x.dtype)
         for ci in range(cg):
             _pack(x, (n * channels + g * cg + ci) * plane_in, in_size, xs, ci * packed, lo, stride, q)
-        acc = np.empty(4 * (longest + _SLACK), x.dtype)
         o_first = g * og + jb * oblock
         o_stop = min(o_first + oblock, (g + 1) * og)
         if rowwise:
-            table = np.empty(cells.shape, x.dtype)
             for o in range(o_first, o_stop):
                 for m in range(4):
                     for c in range(cells.shape[1]):
@@ -409,14 +410,14 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
         planes = max(planes, phases[p, 6])
         blocks = max(blocks, (phases[p, 7] + rows - 1) // rows)
         chunks = max(chunks, (phases[p, 8] + chunk - 1) // chunk)
+    ys = _zeroed(og * packed + _SLACK, dy.dtype)  # for all jobs: packing never writes the margins
+    acc = np.empty(4 * (longest + _SLACK), dy.dtype)
     for job in range(j0, j1):  # of batch * groups * ncb
         jb = job % ncb
         g = (job // ncb) % groups
         n = job // (ncb * groups)
-        ys = _zeroed(og * packed + _SLACK, dy.dtype)
         for oi in range(og):
             _pack(dy, (n * out_channels + g * og + oi) * plane_out, out_size, ys, oi * packed, lo_dy, (1, 1, 1), e)
-        acc = np.empty(4 * (longest + _SLACK), dy.dtype)
         c_first = g * cg + jb * cblock
         c_stop = min(c_first + cblock, (g + 1) * cg)
         # runs of the same rows of every phase together: they read the same rows of ys
@@ -470,12 +471,12 @@ def weight_grad(x, in_size, channels, dy, out_size, out_channels, offs, count, l
     batch = x.size // (channels * plane_in)
     width = offs.shape[0]
     splits = partial.shape[0]
+    xs = _zeroed(cg * packed, x.dtype)  # for all jobs: packing never writes the padding
+    gy = np.empty(4 * longest, x.dtype)
     for job in range(j0, j1):  # of groups * nob * splits
         split = job % splits
         jb = (job // splits) % nob
         g = job // (splits * nob)
-        xs = _zeroed(cg * packed, x.dtype)
-        gy = np.empty(4 * longest, x.dtype)
         out = partial[split]
         o_first = g * og + jb * oblock
         o_stop = min(o_first + oblock, (g + 1) * og)
