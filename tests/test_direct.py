@@ -158,6 +158,11 @@ def test_declines_with_reasons():
     assert ALGORITHMS["direct"].supports(dense, np.dtype("complex64"), "forward") == "direct: complex dtypes"
     assert "depthwise" in ALGORITHMS["direct"].supports(depthwise, np.dtype("float32"), "forward")
     assert "in_channels" in ALGORITHMS["depthwise"].supports(dense, np.dtype("float32"), "forward")
+    wide = _geometry((1, 64, 8, 8), (64, 64, 3, 3), 1, 1, 1, 1)  # BLAS wins the forward pass, not the weight gradient
+    assert "gemm" in ALGORITHMS["direct"].supports(wide, np.dtype("float32"), "forward")
+    assert ALGORITHMS["direct"].supports(wide, np.dtype("float32"), "weight_grad") is None
+    wider = _geometry((1, 128, 8, 8), (128, 128, 3, 3), 1, 1, 1, 1)
+    assert "gemm" in ALGORITHMS["direct"].supports(wider, np.dtype("float32"), "weight_grad")
     four_d = ConvGeometry(1, 1, 1, 1, (3, 3, 3, 3), (1, 1, 1, 1), (1,) * 4, (1,) * 4, ((0, 0),) * 4)
     assert "4 spatial dimensions" in ALGORITHMS["direct"].supports(four_d, np.dtype("float32"), "forward")
     big = _geometry((1, 64, 512, 512), (64, 16, 3, 3), 1, 1, 1, 4)

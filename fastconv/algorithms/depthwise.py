@@ -16,7 +16,7 @@ from .direct import Direct
 class Depthwise(Direct):
     name = "depthwise"
 
-    def _declines(self, geom: ConvGeometry) -> str | None:
+    def _declines(self, geom: ConvGeometry, op: str) -> str | None:
         if geom.groups != geom.in_channels:
             return f"depthwise: groups={geom.groups} is not in_channels={geom.in_channels}"
         return None
