@@ -290,7 +290,7 @@ class Direct(Algorithm):
             lay = forward_layout(geom, itemsize, op == "forward")
             single, blocked = lay.positions * lay.count, lay.positions * lay.offsets.size
             planes, written = lay.packed, math.prod(geom.output_shape)
-        block = _block(per, g if op == "weight_grad" else n * g)
+        block = _block(per, n * g)
         jobs = n * g * -(-per // block)  # weight_grad splits the batch across jobs too
         rowwise = op != "input_grad" and lay.rowwise
         together = per if rowwise else per // _BLOCK * _BLOCK
@@ -346,7 +346,10 @@ class Direct(Algorithm):
         sp = spatial3d(geom)
         og = geom.out_per_group
         lay = forward_layout(geom, x.itemsize, False)
-        oblock = _block(og, geom.groups)
+        # outputs per job as if every sample were a job, then the batch split to fill the threads:
+        # each job packs its samples' planes once for all its outputs (smaller output blocks
+        # re-packed every sample per block: 5-7% slower on train.3x3c64.wgrad)
+        oblock = _block(og, geom.groups * geom.batch)
         splits = max(1, min(geom.batch, -(-2 * _threads() // (geom.groups * -(-og // oblock)))))
         partial = np.zeros((splits, geom.out_channels, lay.offsets.size))
         run = _parallel(k.weight_grad, self.cost(geom, x.dtype, "weight_grad"), geom.groups * -(-og // oblock) * splits)
