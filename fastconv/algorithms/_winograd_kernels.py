@@ -104,6 +104,76 @@ def _row_map(matrix):
     return row_map
 
 
+def _phase_split(m: int):
+    """An intrinsic ``(dst, d_offs, src, s_off, count)``: ``dst[d_offs[q] + j] = src[s_off + j*m + q]``
+    for q < m, j < count (flat offsets; d_offs a 6-tuple of which the first m are used): a row
+    split into its m phases with vector shuffles, ``m`` 64-byte loads per ``m`` stores, the tail
+    masked (rows of 7x7 to 64x64 maps hold a few dozen tiles, which the scalar loop copied one
+    element at a time). Complex elements move as pairs of reals."""
+
+    @intrinsic
+    def split(typingctx, dst, d_offs, src, s_off, count):
+        def codegen(context, builder, signature, args):
+            dst_v, d_offs_v, src_v, s_off_v, count_v = args
+            pair = 2 if isinstance(dst.dtype, types.Complex) else 1
+            scalar, size, lanes, vec = simd.vector(context, dst.dtype.underlying_float if pair == 2 else dst.dtype)
+            i64, i32 = simd.I64, simd.I32
+            per_step = lanes // pair  # tiles (elements of a phase) per step
+            dst_p, src_p = (builder.bitcast(cgutils.create_struct_proxy(ty)(context, builder, value=v).data,
+                                            scalar.as_pointer()) for ty, v in ((dst, dst_v), (src, src_v)))
+            scale = ir.Constant(i64, pair)
+            d_offs_l = [builder.mul(builder.extract_value(d_offs_v, q), scale) for q in range(m)]
+            s_off_l = builder.mul(s_off_v, scale)
+
+            def address(pointer, offset):
+                return builder.bitcast(builder.gep(pointer, [offset]), vec.as_pointer())
+
+            def phases(values):
+                """Phase q of the m loaded vectors: output lane t*pair + f is input float (t*m + q)*pair + f,
+                gathered by a tree of shuffles (pairs of vectors, then their halves)."""
+                out = []
+                for q in range(m):
+                    wanted = [(t * m + q) * pair + f for t in range(per_step) for f in range(pair)]
+                    halves = []
+                    for a in range(m // 2):  # inputs 2a, 2a+1: the lanes whose source lies in them
+                        lo_, hi_ = 2 * a * lanes, (2 * a + 2) * lanes
+                        picks = [w - lo_ for w in wanted if lo_ <= w < hi_]
+                        halves.append(builder.shuffle_vector(values[2 * a], values[2 * a + 1],
+                                                             ir.Constant(ir.VectorType(i32, len(picks)), picks)))
+                    out.append(halves[0] if m == 2 else builder.shuffle_vector(
+                        halves[0], halves[1], ir.Constant(ir.VectorType(i32, lanes), list(range(lanes)))))
+                return out
+
+            def step(j, load, store):
+                src_base = builder.add(s_off_l, builder.mul(j, ir.Constant(i64, m * pair)))
+                values = [load(address(src_p, builder.add(src_base, ir.Constant(i64, i * lanes))), i)
+                          for i in range(m)]
+                for off, value in zip(d_offs_l, phases(values)):
+                    store(value, address(dst_p, builder.add(off, builder.mul(j, scale))))
+
+            full = builder.sdiv(count_v, ir.Constant(i64, per_step))
+            with cgutils.for_range(builder, full) as loop:
+                step(builder.mul(loop.index, ir.Constant(i64, per_step)),
+                     lambda ptr, i: builder.load(ptr, align=size), lambda value, ptr: builder.store(value, ptr, align=size))
+            done = builder.mul(full, ir.Constant(i64, per_step))
+            rest = builder.trunc(builder.mul(builder.sub(count_v, done), scale), i32)  # floats left per phase
+            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i32, 0))):
+                in_masks = [simd.tail_mask(builder, lanes, builder.sub(builder.mul(rest, ir.Constant(i32, m)),
+                                                                       ir.Constant(i32, i * lanes)))
+                            for i in range(m)]
+                out_mask = simd.tail_mask(builder, lanes, rest)
+                step(done, lambda ptr, i: simd.masked_load(builder, vec, size, ptr, in_masks[i]),
+                     lambda value, ptr: simd.masked_store(builder, vec, size, value, ptr, out_mask))
+            return context.get_dummy_value()
+
+        return types.void(dst, d_offs, src, s_off, count), codegen
+
+    return split
+
+
+_split_2, _split_4 = _phase_split(2), _phase_split(4)
+
+
 _INPUT_ROWS = {m: _row_map(wt.matrices(m)[0]) for m in wt.TILE_SIZES}
 _OUTPUT_ROWS = {m: _row_map(wt.matrices(m)[2]) for m in wt.TILE_SIZES}
 _input_rows_2, _input_rows_4 = _INPUT_ROWS[2], _INPUT_ROWS[4]
@@ -199,9 +269,15 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v
                         for j in range(tw):
                             ph[q * kk + k, 0, base + j] = zero
                     continue
-                for j in range(j_all_lo, j_all_hi):  # tiles whose m columns all lie in the input
-                    for q in range(m):
-                        ph[q * kk + k, 0, base + j] = x[n, c, s, j * m + q - lo]
+                # tiles whose m columns all lie in the input
+                phases = _flat_rows(ph, k, kk, 0)
+                first = base + j_all_lo
+                at = ((n * x.shape[1] + c) * x.shape[2] + s) * x.shape[3] + j_all_lo * m - lo
+                offsets = (phases[0] + first, phases[1] + first, phases[2] + first, phases[3] + first, 0, 0)
+                if m == 2:
+                    _split_2(ph, offsets, x, at, j_all_hi - j_all_lo)
+                else:
+                    _split_4(ph, offsets, x, at, j_all_hi - j_all_lo)
                 for j in range(j_all_lo):  # the others, reaching into the padding
                     _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base)
                 for j in range(j_all_hi, tw):

@@ -132,7 +132,7 @@ class Winograd(Algorithm):
         src_rows, dst_rows = wt.row_tables(geom, m)
         t_last = wt.tiles(geom, m)[-1]
         tw = t_last + 1  # tiles per tile row in the transform domain, with a spare one
-        x4 = x.reshape(geom.batch, geom.in_channels, -1, geom.in_size[-1])
+        x4 = np.ascontiguousarray(x).reshape(geom.batch, geom.in_channels, -1, geom.in_size[-1])  # flat offsets
         rows_out = math.prod(geom.out_size[:-1])
         y = np.empty((geom.batch, geom.out_channels, rows_out, geom.out_size[-1]), dtype=dtype)
         lo, hi = geom.padding[-1]
