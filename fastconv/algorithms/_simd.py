@@ -1,6 +1,9 @@
 """LLVM building blocks for the numba intrinsics of the compiled kernels: 64-byte vectors of an
 array's scalars and masked access to the last, partial vector of a run (a scalar remainder
-loop costs as much as the vector loop on the short rows of small maps)."""
+loop costs as much as the vector loop on the short rows of small maps).
+
+numba's disk cache keys a kernel on its own source file: after editing this module, delete the
+cached kernels (``__pycache__/*.nbi``, ``*.nbc``) of the modules that use it."""
 
 from __future__ import annotations
 
@@ -19,11 +22,11 @@ def vector(context, scalar_type) -> tuple[ir.Type, int, int, ir.VectorType]:
 
 
 def tail_mask(builder, lanes: int, rest):
-    """The lanes below ``rest`` (an i32)."""
+    """The lanes below ``rest`` (an i32; none when it is negative, all when it exceeds the lanes)."""
     lane_type = ir.VectorType(I32, lanes)
     splat = builder.shuffle_vector(builder.insert_element(ir.Constant(lane_type, ir.Undefined), rest, ir.Constant(I32, 0)),
                                    ir.Constant(lane_type, ir.Undefined), ir.Constant(lane_type, None))
-    return builder.icmp_unsigned("<", ir.Constant(lane_type, list(range(lanes))), splat)
+    return builder.icmp_signed("<", ir.Constant(lane_type, list(range(lanes))), splat)
 
 
 def masked_load(builder, vec: ir.VectorType, size: int, pointer, mask):
