@@ -14,7 +14,7 @@ after which input ``b`` of tile ``j`` is ``phase[b % m][j + b // m]``, a unit-st
 spare column absorbs the ``j + 1`` of the last tile). The leading axes are transformed between
 rows of tiles, and on the way back the ``m`` outputs of every tile are computed as rows, then
 interleaved into the output. Splitting and interleaving are the only copies, done with vector
-shuffles (``_phases``).
+shuffles (``_simd.phases``).
 Padding is applied by reading zeros, so the input is never copied padded.
 
 The entry points fix ``m`` at compile time, so strides and loop bounds are constants.
@@ -105,90 +105,6 @@ def _row_map(matrix):
     return row_map
 
 
-def _phases(m: int, merge: bool):
-    """An intrinsic ``(dst, d_offs, src, s_offs, count)`` between a row and its m phases, with
-    vector shuffles (``m`` 64-byte loads per ``m`` stores, the tail masked): rows of 7x7 to 64x64
-    maps hold a few dozen tiles, which scalar loops moved one element at a time. Offsets are flat,
-    6-tuples of which the first m (phases) or the first (the row) are used:
-
-    * split (``merge`` False): ``dst[d_offs[q] + j] = src[s_offs[0] + j*m + q]``;
-    * merge: ``dst[d_offs[0] + j*m + q] = src[s_offs[q] + j]``; for q < m, j < count.
-
-    Complex elements move as pairs of reals.
-    """
-
-    @intrinsic
-    def phases(typingctx, dst, d_offs, src, s_offs, count):
-        def codegen(context, builder, signature, args):
-            dst_v, d_offs_v, src_v, s_offs_v, count_v = args
-            pair = 2 if isinstance(dst.dtype, types.Complex) else 1
-            scalar, size, lanes, vec = simd.vector(context, dst.dtype.underlying_float if pair == 2 else dst.dtype)
-            i64, i32 = simd.I64, simd.I32
-            per_step = lanes // pair  # tiles (elements of one phase) per vector
-            dst_p, src_p = (builder.bitcast(cgutils.create_struct_proxy(ty)(context, builder, value=v).data,
-                                            scalar.as_pointer()) for ty, v in ((dst, dst_v), (src, src_v)))
-            scale = ir.Constant(i64, pair)
-            phase_offs = [builder.mul(builder.extract_value(s_offs_v if merge else d_offs_v, q), scale)
-                          for q in range(m)]
-            row_off = builder.mul(builder.extract_value(d_offs_v if merge else s_offs_v, 0), scale)
-            # float f of element e of the row (e = j*m + q) <-> float j*pair + f of phase q; in the m
-            # row vectors of a step, row float r is phase vector q's float
-            row_to_phase = [((r // pair) % m, (r // pair) // m * pair + r % pair) for r in range(m * lanes)]
-
-            def pick(vectors, sources):
-                """A vector of the ``(vector, lane)`` sources: pairs of inputs concatenated, then picked."""
-                joined = [builder.shuffle_vector(vectors[2 * a], vectors[2 * a + 1],
-                                                 ir.Constant(ir.VectorType(i32, 2 * lanes), list(range(2 * lanes))))
-                          for a in range(m // 2)]
-                flat = [(v // 2, (v % 2) * lanes + lane) for v, lane in sources]
-                if m == 2:
-                    return builder.shuffle_vector(joined[0], joined[0], ir.Constant(
-                        ir.VectorType(i32, lanes), [lane for _, lane in flat]))
-                return builder.shuffle_vector(joined[0], joined[1], ir.Constant(
-                    ir.VectorType(i32, lanes), [half * 2 * lanes + lane for half, lane in flat]))
-
-            def shuffled(values):
-                if merge:  # row vector i from the phases
-                    return [pick(values, row_to_phase[i * lanes:(i + 1) * lanes]) for i in range(m)]
-                to_row = {phase_float: r for r, phase_float in enumerate(row_to_phase)}
-                return [pick(values, [divmod(to_row[(q, f)], lanes) for f in range(lanes)]) for q in range(m)]
-
-            def address(pointer, offset):
-                return builder.bitcast(builder.gep(pointer, [offset]), vec.as_pointer())
-
-            def step(j, load, store):
-                row = builder.add(row_off, builder.mul(j, ir.Constant(i64, m * pair)))
-                row_addresses = [address(dst_p if merge else src_p, builder.add(row, ir.Constant(i64, i * lanes)))
-                                 for i in range(m)]
-                phase_addresses = [address(src_p if merge else dst_p, builder.add(off, builder.mul(j, scale)))
-                                   for off in phase_offs]
-                sources, targets = (phase_addresses, row_addresses) if merge else (row_addresses, phase_addresses)
-                values = [load(ptr, i) for i, ptr in enumerate(sources)]
-                for i, (value, ptr) in enumerate(zip(shuffled(values), targets)):
-                    store(value, ptr, i)
-
-            full = builder.sdiv(count_v, ir.Constant(i64, per_step))
-            with cgutils.for_range(builder, full) as loop:
-                step(builder.mul(loop.index, ir.Constant(i64, per_step)), lambda ptr, i: builder.load(ptr, align=size),
-                     lambda value, ptr, i: builder.store(value, ptr, align=size))
-            done = builder.mul(full, ir.Constant(i64, per_step))
-            rest = builder.trunc(builder.mul(builder.sub(count_v, done), scale), i32)  # floats left per phase
-            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i32, 0))):
-                row_masks = [simd.tail_mask(builder, lanes, builder.sub(builder.mul(rest, ir.Constant(i32, m)),
-                                                                        ir.Constant(i32, i * lanes)))
-                             for i in range(m)]
-                phase_mask = simd.tail_mask(builder, lanes, rest)
-                load_masks, store_masks = (([phase_mask] * m, row_masks) if merge else (row_masks, [phase_mask] * m))
-                step(done, lambda ptr, i: simd.masked_load(builder, vec, size, ptr, load_masks[i]),
-                     lambda value, ptr, i: simd.masked_store(builder, vec, size, value, ptr, store_masks[i]))
-            return context.get_dummy_value()
-
-        return types.void(dst, d_offs, src, s_offs, count), codegen
-
-    return phases
-
-
-_split_2, _split_4, _merge_2, _merge_4 = _phases(2, False), _phases(4, False), _phases(2, True), _phases(4, True)
 
 
 _INPUT_ROWS = {m: _row_map(wt.matrices(m)[0]) for m in wt.TILE_SIZES}
@@ -292,9 +208,9 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v
                 at = ((n * x.shape[1] + c) * x.shape[2] + s) * x.shape[3] + j_all_lo * m - lo
                 offsets = (phases[0] + first, phases[1] + first, phases[2] + first, phases[3] + first, 0, 0)
                 if m == 2:
-                    _split_2(ph, offsets, x, (at, 0, 0, 0, 0, 0), j_all_hi - j_all_lo)
+                    simd.split_2(ph, offsets, x, (at, 0, 0, 0, 0, 0), j_all_hi - j_all_lo)
                 else:
-                    _split_4(ph, offsets, x, (at, 0, 0, 0, 0, 0), j_all_hi - j_all_lo)
+                    simd.split_4(ph, offsets, x, (at, 0, 0, 0, 0, 0), j_all_hi - j_all_lo)
                 for j in range(j_all_lo):  # the others, reaching into the padding
                     _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base)
                 for j in range(j_all_hi, tw):
@@ -365,9 +281,9 @@ def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, 
                 phases = _flat_rows(out, 0, 1, 0)
                 offsets = (phases[0] + base, phases[1] + base, phases[2] + base, phases[3] + base, 0, 0)
                 if m == 2:
-                    _merge_2(y, (at, 0, 0, 0, 0, 0), out, offsets, j_full)
+                    simd.merge_2(y, (at, 0, 0, 0, 0, 0), out, offsets, j_full)
                 else:
-                    _merge_4(y, (at, 0, 0, 0, 0, 0), out, offsets, j_full)
+                    simd.merge_4(y, (at, 0, 0, 0, 0, 0), out, offsets, j_full)
                 for j in range(j_full, t_last):
                     for yy in range(w_out - j * m):
                         yrow[j * m + yy] = out[yy, 0, base + j]
