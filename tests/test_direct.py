@@ -152,6 +152,21 @@ def test_transposed_convolution_runs_native_input_grad():
     np.testing.assert_allclose(ours, expected.numpy(), rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 4, 5, 33])
+@pytest.mark.parametrize("padding", [0, 1, 3])
+@pytest.mark.parametrize("algorithm, groups", [("direct", 1), ("depthwise", 4)])
+def test_stride2_packing_at_every_width(width, padding, algorithm, groups):
+    """Stride-2 rows are split into their two column phases by vector shuffles between scalar
+    edges; narrow rows leave the shuffled part empty or reach into the padding on either side."""
+    rng = np.random.default_rng(width)
+    x, w = rng.standard_normal((2, 4, 5, width)), rng.standard_normal((4, 4 // groups, 3, 3))
+    if width + 2 * padding < 3:
+        return  # no output
+    ours = fastconv.conv2d(x, w, stride=2, padding=padding, groups=groups, algorithm=algorithm)
+    expected = torch.nn.functional.conv2d(t(x), t(w), stride=2, padding=padding, groups=groups)
+    np.testing.assert_allclose(ours, expected.numpy(), rtol=1e-11, atol=1e-11)
+
+
 def test_declines_with_reasons():
     dense = _geometry((1, 4, 8, 8), (4, 4, 3, 3), 1, 1, 1, 1)
     depthwise = _geometry((1, 4, 8, 8), (4, 1, 3, 3), 1, 1, 1, 4)
