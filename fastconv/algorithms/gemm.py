@@ -9,7 +9,8 @@ runs it fastest (measured on the reference machine; see ``_cost_model``):
 
 * forward, channel rows: ``W (O, C*K) @ cols (C*K, positions)`` lands directly in the output.
   A 1x1 stride-1 unpadded convolution is a plain matmul on the input (no copy); other 1x1
-  kernels pack a mere strided subsample.
+  kernels pack a mere strided subsample. Small maps (7x7) pack the whole batch once, and the
+  workers split the output channels of one product over all its positions.
 * forward, channels-last, for long thin products (many columns per output channel): the input
   goes channels-last, so each (kd, kh) of a receptive field is one contiguous run, and
   ``cols (positions, K*C) @ W^T`` gives ``(positions, O)``, transposed into the output.
@@ -17,8 +18,8 @@ runs it fastest (measured on the reference machine; see ``_cost_model``):
   zeros a strided transposed convolution would insert); workers own channel slices, so their
   scatters never meet.
 * weight gradient: ``cols (C*K, positions) @ dy^T (positions, O)`` over all the batch's positions
-  at once (tiles only beyond the workspace); workers own slices of the im2col rows, so their
-  results need no sum.
+  at once (tiles only beyond the workspace), stored transposed into ``dw`` by BLAS; workers own
+  slices of the im2col rows, so their results need no sum.
 """
 
 from __future__ import annotations
