@@ -149,24 +149,15 @@ def _copy(typingctx, dst, dbase, src, sbase, n):
     loops as the correlation spends on them."""
     def codegen(context, builder, signature, args):
         dst_v, dbase_v, src_v, sbase_v, n_v = args
-        _, size, lanes, vec = simd.vector(context, dst.dtype)
-        i64 = simd.I64
+        _, size, _, vec = simd.vector(context, dst.dtype)
         dst_p = cgutils.create_struct_proxy(dst)(context, builder, value=dst_v).data
         src_p = cgutils.create_struct_proxy(src)(context, builder, value=src_v).data
 
         def at(base_p, base, i):
             return builder.bitcast(builder.gep(base_p, [builder.add(base, i)]), vec.as_pointer())
 
-        full = builder.sdiv(n_v, ir.Constant(i64, lanes))
-        with cgutils.for_range(builder, full) as loop:
-            i = builder.mul(loop.index, ir.Constant(i64, lanes))
-            builder.store(builder.load(at(src_p, sbase_v, i), align=size), at(dst_p, dbase_v, i), align=size)
-        done = builder.mul(full, ir.Constant(i64, lanes))
-        rest = builder.trunc(builder.sub(n_v, done), simd.I32)
-        with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(simd.I32, 0))):
-            mask = simd.tail_mask(builder, lanes, rest)
-            values = simd.masked_load(builder, vec, size, at(src_p, sbase_v, done), mask)
-            simd.masked_store(builder, vec, size, values, at(dst_p, dbase_v, done), mask)
+        simd.vector_loop(builder, vec, size, n_v,
+                         lambda q, load, store: store(load(at(src_p, sbase_v, q)), at(dst_p, dbase_v, q)))
         return context.get_dummy_value()
 
     return types.void(dst, dbase, src, sbase, n), codegen

@@ -24,6 +24,19 @@ def vector(context, scalar_type) -> tuple[ir.Type, int, int, ir.VectorType]:
     return scalar, size, lanes, ir.VectorType(scalar, lanes)
 
 
+def real_vector(context, scalar_type) -> tuple[ir.Type, int, int, ir.VectorType, int]:
+    """:func:`vector` of the real scalars of ``scalar_type`` and how many make one of its elements
+    (2 for complex: intrinsics with real coefficients move complex arrays as pairs of reals)."""
+    pair = 2 if isinstance(scalar_type, types.Complex) else 1
+    return (*vector(context, scalar_type.underlying_float if pair == 2 else scalar_type), pair)
+
+
+def data(context, builder, array_type, array, scalar: ir.Type):
+    """A ``scalar`` pointer to the first element of an array argument."""
+    return builder.bitcast(cgutils.create_struct_proxy(array_type)(context, builder, value=array).data,
+                           scalar.as_pointer())
+
+
 def tail_mask(builder, lanes: int, rest):
     """The lanes below ``rest`` (an i32; none when it is negative, all when it exceeds the lanes)."""
     lane_type = ir.VectorType(I32, lanes)
@@ -46,6 +59,31 @@ def masked_store(builder, vec: ir.VectorType, size: int, value, pointer, mask) -
     builder.call(store, [value, pointer, ir.Constant(I32, size), mask])
 
 
+def vector_loop(builder, vec: ir.VectorType, size: int, count, step) -> None:
+    """Call ``step(q, load, store)`` for q = 0, lanes, 2*lanes, ... below ``count`` (an i64 number
+    of scalars): whole vectors in a loop, then the remainder once with masked access.
+
+    ``load(pointer, k=0, per=1)`` and ``store(value, pointer, k=0, per=1)`` access the vector at a
+    vector pointer; in the remainder their lanes are limited to the ``rest*per - k*lanes`` scalars
+    left, for a step that moves ``per`` vectors per unit of q (``k`` the one it accesses).
+    """
+    lanes = vec.count
+    full = builder.sdiv(count, ir.Constant(I64, lanes))
+    with cgutils.for_range(builder, full) as loop:
+        step(builder.mul(loop.index, ir.Constant(I64, lanes)),
+             lambda pointer, k=0, per=1: builder.load(pointer, align=size),
+             lambda value, pointer, k=0, per=1: builder.store(value, pointer, align=size))
+    done = builder.mul(full, ir.Constant(I64, lanes))
+    rest = builder.trunc(builder.sub(count, done), I32)
+    with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(I32, 0))):
+        def mask(k, per):
+            return tail_mask(builder, lanes, builder.sub(builder.mul(rest, ir.Constant(I32, per)),
+                                                         ir.Constant(I32, k * lanes)))
+
+        step(done, lambda pointer, k=0, per=1: masked_load(builder, vec, size, pointer, mask(k, per)),
+             lambda value, pointer, k=0, per=1: masked_store(builder, vec, size, value, pointer, mask(k, per)))
+
+
 def _suffix(vec: ir.VectorType, size: int) -> str:
     return f"v{vec.count}f{8 * size}.p0"
 
@@ -66,13 +104,9 @@ def phases(m: int, merge: bool):
     def row_phases(typingctx, dst, d_offs, src, s_offs, count):
         def codegen(context, builder, signature, args):
             dst_v, d_offs_v, src_v, s_offs_v, count_v = args
-            pair = 2 if isinstance(dst.dtype, types.Complex) else 1
-            scalar, size, lanes, vec = vector(context, dst.dtype.underlying_float if pair == 2 else dst.dtype)
-            i64, i32 = I64, I32
-            per_step = lanes // pair  # tiles (elements of one phase) per vector
-            dst_p, src_p = (builder.bitcast(cgutils.create_struct_proxy(ty)(context, builder, value=v).data,
-                                            scalar.as_pointer()) for ty, v in ((dst, dst_v), (src, src_v)))
-            scale = ir.Constant(i64, pair)
+            scalar, size, lanes, vec, pair = real_vector(context, dst.dtype)
+            dst_p, src_p = (data(context, builder, ty, v, scalar) for ty, v in ((dst, dst_v), (src, src_v)))
+            scale = ir.Constant(I64, pair)
             phase_offs = [builder.mul(builder.extract_value(s_offs_v if merge else d_offs_v, q), scale)
                           for q in range(m)]
             row_off = builder.mul(builder.extract_value(d_offs_v if merge else s_offs_v, 0), scale)
@@ -83,14 +117,14 @@ def phases(m: int, merge: bool):
             def pick(vectors, sources):
                 """A vector of the ``(vector, lane)`` sources: pairs of inputs concatenated, then picked."""
                 joined = [builder.shuffle_vector(vectors[2 * a], vectors[2 * a + 1],
-                                                 ir.Constant(ir.VectorType(i32, 2 * lanes), list(range(2 * lanes))))
+                                                 ir.Constant(ir.VectorType(I32, 2 * lanes), list(range(2 * lanes))))
                           for a in range(m // 2)]
                 flat = [(v // 2, (v % 2) * lanes + lane) for v, lane in sources]
                 if m == 2:
                     return builder.shuffle_vector(joined[0], joined[0], ir.Constant(
-                        ir.VectorType(i32, lanes), [lane for _, lane in flat]))
+                        ir.VectorType(I32, lanes), [lane for _, lane in flat]))
                 return builder.shuffle_vector(joined[0], joined[1], ir.Constant(
-                    ir.VectorType(i32, lanes), [half * 2 * lanes + lane for half, lane in flat]))
+                    ir.VectorType(I32, lanes), [half * 2 * lanes + lane for half, lane in flat]))
 
             def shuffled(values):
                 if merge:  # row vector i from the phases
@@ -101,31 +135,17 @@ def phases(m: int, merge: bool):
             def address(pointer, offset):
                 return builder.bitcast(builder.gep(pointer, [offset]), vec.as_pointer())
 
-            def step(j, load, store):
-                row = builder.add(row_off, builder.mul(j, ir.Constant(i64, m * pair)))
-                row_addresses = [address(dst_p if merge else src_p, builder.add(row, ir.Constant(i64, i * lanes)))
-                                 for i in range(m)]
-                phase_addresses = [address(src_p if merge else dst_p, builder.add(off, builder.mul(j, scale)))
-                                   for off in phase_offs]
-                sources, targets = (phase_addresses, row_addresses) if merge else (row_addresses, phase_addresses)
-                values = [load(ptr, i) for i, ptr in enumerate(sources)]
-                for i, (value, ptr) in enumerate(zip(shuffled(values), targets)):
-                    store(value, ptr, i)
+            def step(q, load, store):  # q: floats of each phase; the row moves m times as many
+                row = builder.add(row_off, builder.mul(q, ir.Constant(I64, m)))
+                row_side = [(address(dst_p if merge else src_p, builder.add(row, ir.Constant(I64, i * lanes))), i, m)
+                            for i in range(m)]
+                phase_side = [(address(src_p if merge else dst_p, builder.add(off, q)), 0, 1) for off in phase_offs]
+                sources, targets = (phase_side, row_side) if merge else (row_side, phase_side)
+                values = [load(*source) for source in sources]
+                for value, target in zip(shuffled(values), targets):
+                    store(value, *target)
 
-            full = builder.sdiv(count_v, ir.Constant(i64, per_step))
-            with cgutils.for_range(builder, full) as loop:
-                step(builder.mul(loop.index, ir.Constant(i64, per_step)), lambda ptr, i: builder.load(ptr, align=size),
-                     lambda value, ptr, i: builder.store(value, ptr, align=size))
-            done = builder.mul(full, ir.Constant(i64, per_step))
-            rest = builder.trunc(builder.mul(builder.sub(count_v, done), scale), i32)  # floats left per phase
-            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i32, 0))):
-                row_masks = [tail_mask(builder, lanes, builder.sub(builder.mul(rest, ir.Constant(i32, m)),
-                                                                        ir.Constant(i32, i * lanes)))
-                             for i in range(m)]
-                phase_mask = tail_mask(builder, lanes, rest)
-                load_masks, store_masks = (([phase_mask] * m, row_masks) if merge else (row_masks, [phase_mask] * m))
-                step(done, lambda ptr, i: masked_load(builder, vec, size, ptr, load_masks[i]),
-                     lambda value, ptr, i: masked_store(builder, vec, size, value, ptr, store_masks[i]))
+            vector_loop(builder, vec, size, builder.mul(count_v, scale), step)
             return context.get_dummy_value()
 
         return types.void(dst, d_offs, src, s_offs, count), codegen

@@ -51,12 +51,9 @@ def _row_map(matrix):
     def row_map(typingctx, dst, d_offs, src, s_offs, count):
         def codegen(context, builder, signature, args):
             dst_v, d_offs_v, src_v, s_offs_v, count_v = args
-            pairs = isinstance(dst.dtype, types.Complex)
-            scalar, size, lanes, vec = simd.vector(context, dst.dtype.underlying_float if pairs else dst.dtype)
-            i64 = simd.I64
-            scale = ir.Constant(i64, 2 if pairs else 1)
-            pointers = [builder.bitcast(cgutils.create_struct_proxy(ty)(context, builder, value=v).data,
-                                        scalar.as_pointer()) for ty, v in ((dst, dst_v), (src, src_v))]
+            scalar, size, lanes, vec, pair = simd.real_vector(context, dst.dtype)
+            scale = ir.Constant(simd.I64, pair)
+            pointers = [simd.data(context, builder, ty, v, scalar) for ty, v in ((dst, dst_v), (src, src_v))]
             d_offs_l = [builder.mul(builder.extract_value(d_offs_v, i), scale) for i in range(len(matrix))]
             s_offs_l = [builder.mul(builder.extract_value(s_offs_v, b), scale) for b in range(len(matrix[0]))]
             n = builder.mul(count_v, scale)
@@ -84,27 +81,17 @@ def _row_map(matrix):
                     out.append(acc if acc is not None else ir.Constant(vec, None))
                 return out
 
-            full = builder.sdiv(n, ir.Constant(i64, lanes))
-            with cgutils.for_range(builder, full) as loop:
-                q = builder.mul(loop.index, ir.Constant(i64, lanes))
-                values = [builder.load(address(pointers[1], off, q), align=size) for off in s_offs_l]
+            def step(q, load, store):
+                values = [load(address(pointers[1], off, q)) for off in s_offs_l]
                 for off, result in zip(d_offs_l, rows(values)):
-                    builder.store(result, address(pointers[0], off, q), align=size)
-            done = builder.mul(full, ir.Constant(i64, lanes))
-            rest = builder.trunc(builder.sub(n, done), simd.I32)
-            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(simd.I32, 0))):
-                mask = simd.tail_mask(builder, lanes, rest)
-                values = [simd.masked_load(builder, vec, size, address(pointers[1], off, done), mask)
-                          for off in s_offs_l]
-                for off, result in zip(d_offs_l, rows(values)):
-                    simd.masked_store(builder, vec, size, result, address(pointers[0], off, done), mask)
+                    store(result, address(pointers[0], off, q))
+
+            simd.vector_loop(builder, vec, size, n, step)
             return context.get_dummy_value()
 
         return types.void(dst, d_offs, src, s_offs, count), codegen
 
     return row_map
-
-
 
 
 _INPUT_ROWS = {m: _row_map(wt.matrices(m)[0]) for m in wt.TILE_SIZES}
@@ -128,10 +115,10 @@ def _map_rows(m, forward, dst, d_offs, src, s_offs, count):  # pragma: no cover 
 
 
 @numba.njit(inline="always")
-def _flat_rows(a, row0, step, ch):  # pragma: no cover - compiled
-    """Flat offsets of a[row0 + b*step, ch, 0] for b < 6 (a 3-D, C-contiguous)."""
+def _flat_rows(a, row0, step, ch, col=0):  # pragma: no cover - compiled
+    """Flat offsets of a[row0 + b*step, ch, col] for b < 6 (a 3-D, C-contiguous)."""
     per_row = a.shape[1] * a.shape[2]
-    first = row0 * per_row + ch * a.shape[2]
+    first = row0 * per_row + ch * a.shape[2] + col
     d = step * per_row
     return (first, first + d, first + 2 * d, first + 3 * d, first + 4 * d, first + 5 * d)
 
@@ -203,10 +190,8 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v
                             ph[q * kk + k, 0, base + j] = zero
                     continue
                 # tiles whose m columns all lie in the input
-                phases = _flat_rows(ph, k, kk, 0)
-                first = base + j_all_lo
+                offsets = _flat_rows(ph, k, kk, 0, base + j_all_lo)
                 at = ((n * x.shape[1] + c) * x.shape[2] + s) * x.shape[3] + j_all_lo * m - lo
-                offsets = (phases[0] + first, phases[1] + first, phases[2] + first, phases[3] + first, 0, 0)
                 if m == 2:
                     simd.split_2(ph, offsets, x, (at, 0, 0, 0, 0, 0), j_all_hi - j_all_lo)
                 else:
@@ -278,8 +263,7 @@ def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, 
                 yrow = y[n, o, d]
                 base = uu * tw
                 at = ((n * channels + o) * y.shape[2] + d) * w_out
-                phases = _flat_rows(out, 0, 1, 0)
-                offsets = (phases[0] + base, phases[1] + base, phases[2] + base, phases[3] + base, 0, 0)
+                offsets = _flat_rows(out, 0, 1, 0, base)
                 if m == 2:
                     simd.merge_2(y, (at, 0, 0, 0, 0, 0), out, offsets, j_full)
                 else:
