@@ -1,5 +1,6 @@
 """The Winograd algorithms: exact against torch and the reference, their error bound, the
-work split between threads, gradients through the planner, and the reasons they decline."""
+work split between threads, the native weight gradient (the forward algorithm's adjoint),
+gradients through the planner, and the reasons they decline."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from fastconv._errors import CallContext
 from fastconv._geometry import ConvGeometry
 from fastconv.algorithms import ALGORITHMS, _gemm_parallel, winograd
 from fastconv.algorithms import _winograd_transforms as wt
-from fastconv.grad import conv2d_input
+from fastconv.grad import conv2d_input, conv2d_weight
 
 REFERENCE = ALGORITHMS["reference"]
 WINOGRAD = [ALGORITHMS["winograd2"], ALGORITHMS["winograd4"]]
 TORCH = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+TORCH_WEIGHT_GRAD = {1: torch.nn.grad.conv1d_weight, 2: torch.nn.grad.conv2d_weight, 3: torch.nn.grad.conv3d_weight}
 
 # input shape, weight shape, padding (int, tuple or per-side pairs), groups
 CASES = [
@@ -37,12 +39,22 @@ def _geometry(x_shape, w_shape, padding, groups, stride=1, dilation=1):
     return ConvGeometry.for_conv(x_shape, w_shape, stride, padding, dilation, groups, CallContext("test"))
 
 
-def _torch(x, w, padding, groups):
-    nd = x.ndim - 2
+def _torch_padding(x, padding):
+    """x padded beforehand where padding is per side (torch takes one amount per dimension)."""
     if isinstance(padding, tuple) and isinstance(padding[0], tuple):
-        x = np.pad(x, [(0, 0), (0, 0), *padding])
-        padding = 0
-    return TORCH[nd](torch.from_numpy(x), torch.from_numpy(w), padding=padding, groups=groups).numpy()
+        return np.pad(x, [(0, 0), (0, 0), *padding]), 0
+    return x, padding
+
+
+def _torch(x, w, padding, groups):
+    x, padding = _torch_padding(x, padding)
+    return TORCH[x.ndim - 2](torch.from_numpy(x), torch.from_numpy(w), padding=padding, groups=groups).numpy()
+
+
+def _torch_weight_grad(x, w_shape, dy, padding, groups):
+    x, padding = _torch_padding(x, padding)
+    return TORCH_WEIGHT_GRAD[x.ndim - 2](torch.from_numpy(x), w_shape, torch.from_numpy(dy), padding=padding,
+                                         groups=groups).numpy()
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +85,84 @@ def test_float64_matches_torch_and_reference(alg, case):
     np.testing.assert_allclose(ours, _torch(x, w, padding, groups), rtol=1e-11, atol=1e-11)
     np.testing.assert_allclose(ours, REFERENCE.forward(x, w, geom), rtol=1e-11, atol=1e-11)
     assert np.array_equal(x, frozen[0]) and np.array_equal(w, frozen[1])
+
+
+@pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_weight_grad_float64_matches_torch_and_reference(alg, case):
+    x_shape, w_shape, padding, groups = case
+    rng = np.random.default_rng(5)
+    geom = _geometry(x_shape, w_shape, padding, groups)
+    x, dy = rng.standard_normal(x_shape), rng.standard_normal(geom.output_shape)
+    assert alg.supports(geom, np.dtype("float64"), "weight_grad") is None
+    frozen = x.copy(), dy.copy()
+    ours = alg.weight_grad(x, dy, geom)
+    assert ours.shape == w_shape
+    np.testing.assert_allclose(ours, _torch_weight_grad(x, w_shape, dy, padding, groups), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(ours, REFERENCE.weight_grad(x, dy, geom), rtol=1e-11, atol=1e-11)
+    assert np.array_equal(x, frozen[0]) and np.array_equal(dy, frozen[1])
+
+
+@pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
+def test_weight_grad_is_the_adjoint_of_the_forward(alg):
+    """<dy, conv(x, w)> = <weight_grad(x, dy), w> for every w: the gradient is exact, not just close."""
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((2, 5, 10, 11)), rng.standard_normal((7, 5, 3, 3))
+    geom = _geometry(x.shape, w.shape, ((2, 0), (1, 1)), 1)
+    dy = rng.standard_normal(geom.output_shape)
+    lhs = np.vdot(dy, alg.forward(x, w, geom))
+    rhs = np.vdot(alg.weight_grad(x, dy, geom), w)
+    assert abs(lhs - rhs) <= 1e-11 * abs(lhs)
+
+
+@pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
+@pytest.mark.parametrize("workspace_mib", [256, 0.25], ids=["one-chunk", "chunks"])
+def test_weight_grad_work_split_between_threads(alg, workspace_mib, monkeypatch):
+    """Two workers, the tile rows in one chunk or in several whose sums are added up, complex data
+    (conjugation-free, as the planner passes it) and non-contiguous views."""
+    monkeypatch.setattr(_gemm_parallel, "workers", lambda macs: 2)
+    fastconv.set_workspace_limit(workspace_mib)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((16, 6, 3, 19)).transpose(2, 1, 0, 3)  # (3, 6, 16, 19), not contiguous
+    x = x + 1j * rng.standard_normal(x.shape)
+    geom = _geometry(x.shape, (8, 3, 3, 3), ((1, 0), (2, 1)), 2)
+    dy = (rng.standard_normal(geom.output_shape) + 1j * rng.standard_normal(geom.output_shape))[..., ::-1]
+    np.testing.assert_allclose(alg.weight_grad(x, dy, geom), REFERENCE.weight_grad(x, dy, geom), rtol=1e-11,
+                               atol=1e-11)
+
+
+@pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
+@pytest.mark.parametrize("nd, channels, size", [(1, 8, (700,)), (2, 16, (13, 14)), (2, 4, (40, 44)), (3, 8, (7, 6, 8))])
+@pytest.mark.parametrize("data", ["normal", "relu"])
+def test_weight_grad_float32_error_within_bound(alg, nd, channels, size, data):
+    rng = np.random.default_rng(nd * 100 + channels)
+    x = rng.standard_normal((2, channels, *size))
+    x = np.maximum(x, 0) if data == "relu" else x
+    geom = _geometry(x.shape, (6, channels) + (3,) * nd, 1, 1)
+    dy = rng.standard_normal(geom.output_shape)
+    truth = REFERENCE.weight_grad(x, dy, geom)
+    ours = alg.weight_grad(x.astype(np.float32), dy.astype(np.float32), geom)
+    error = np.linalg.norm(ours - truth) / np.linalg.norm(truth)
+    assert error <= alg.error_bound(geom, np.dtype("float32"), "weight_grad"), f"{alg.name}: {error:.2e}"
+
+
+def test_weight_grad_declines_f4_where_its_error_bound_is_too_large():
+    """The bound grows with the positions summed: a large 3-D layer's F(4,3) weight gradient declines."""
+    geom = _geometry((2, 32, 32, 32, 32), (32, 32, 3, 3, 3), 1, 1)
+    reason = WINOGRAD[1].supports(geom, np.dtype("float32"), "weight_grad")
+    assert "est. float32 relative error" in reason
+    assert WINOGRAD[0].supports(geom, np.dtype("float32"), "weight_grad") is None
+
+
+def test_planner_runs_the_suites_3x3_weight_gradients_through_winograd():
+    """train.3x3c64.wgrad and train.3x3c256.wgrad: the native Winograd weight gradient, exact in float64."""
+    for x_shape, w_shape in [((4, 64, 56, 56), (64, 64, 3, 3)), ((4, 256, 14, 14), (256, 256, 3, 3))]:
+        plan = fastconv.plan_for("conv2d_weight", x_shape, w_shape, padding=1)
+        assert plan.choice.algorithm.startswith("winograd") and plan.choice.route == "native", plan.explain()
+    rng = np.random.default_rng(8)
+    x, dy = rng.standard_normal((2, 16, 12, 12)), rng.standard_normal((2, 16, 12, 12))
+    np.testing.assert_allclose(conv2d_weight(x, (16, 16, 3, 3), dy, padding=1, algorithm="winograd4"),
+                               _torch_weight_grad(x, (16, 16, 3, 3), dy, 1, 1), rtol=1e-11, atol=1e-11)
 
 
 @pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
@@ -158,7 +248,8 @@ def test_declines_with_reason(kwargs, reason):
     geom = _geometry(x_shape, w_shape, 2, 1, **kwargs)
     for alg in WINOGRAD:
         assert reason in alg.supports(geom, np.dtype("float32"), "forward")
-        assert "only forward" in alg.supports(geom, np.dtype("float32"), "input_grad")
+        assert reason in alg.supports(geom, np.dtype("float32"), "weight_grad")
+        assert "input gradients run via forward" in alg.supports(geom, np.dtype("float32"), "input_grad")
 
 
 def test_declines_when_transformed_weights_exceed_the_workspace():

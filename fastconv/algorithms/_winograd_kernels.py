@@ -94,24 +94,33 @@ def _row_map(matrix):
     return row_map
 
 
-_INPUT_ROWS = {m: _row_map(wt.matrices(m)[0]) for m in wt.TILE_SIZES}
-_OUTPUT_ROWS = {m: _row_map(wt.matrices(m)[2]) for m in wt.TILE_SIZES}
-_input_rows_2, _input_rows_4 = _INPUT_ROWS[2], _INPUT_ROWS[4]
-_output_rows_2, _output_rows_4 = _OUTPUT_ROWS[2], _OUTPUT_ROWS[4]
+#: The 1-D transforms, named for their matrices: input tiles in (BT, alpha -> alpha), products
+#: back to outputs (AT, alpha -> m), and output gradients in, that map's adjoint (A, m -> alpha).
+_BT, _AT, _A = 0, 1, 2
+_ROWS = {(m, kind): _row_map(matrix) for m in wt.TILE_SIZES
+         for kind, matrix in ((_BT, wt.matrices(m)[0]), (_AT, wt.matrices(m)[2]),
+                              (_A, wt.matrices(m)[2].T))}
+_input_rows_2, _output_rows_2, _adjoint_rows_2 = (_ROWS[2, kind] for kind in (_BT, _AT, _A))
+_input_rows_4, _output_rows_4, _adjoint_rows_4 = (_ROWS[4, kind] for kind in (_BT, _AT, _A))
 
 
 @numba.njit(inline="always")
-def _map_rows(m, forward, dst, d_offs, src, s_offs, count):  # pragma: no cover - compiled
-    """The transform of F(m, 3) along one axis (BT forward, AT back) over ``count`` columns."""
-    if forward:
+def _map_rows(m, kind, dst, d_offs, src, s_offs, count):  # pragma: no cover - compiled
+    """The transform ``kind`` of F(m, 3) along one axis over ``count`` columns."""
+    if kind == _BT:
         if m == 2:
             _input_rows_2(dst, d_offs, src, s_offs, count)
         else:
             _input_rows_4(dst, d_offs, src, s_offs, count)
+    elif kind == _AT:
+        if m == 2:
+            _output_rows_2(dst, d_offs, src, s_offs, count)
+        else:
+            _output_rows_4(dst, d_offs, src, s_offs, count)
     elif m == 2:
-        _output_rows_2(dst, d_offs, src, s_offs, count)
+        _adjoint_rows_2(dst, d_offs, src, s_offs, count)
     else:
-        _output_rows_4(dst, d_offs, src, s_offs, count)
+        _adjoint_rows_4(dst, d_offs, src, s_offs, count)
 
 
 @numba.njit(inline="always")
@@ -134,15 +143,17 @@ def _phase_offsets(m, k, kk, width):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _lead_pass(m, forward, src, s_row0, s_ch, dst, d_row0, d_ch, outer, inner, size):  # pragma: no cover
-    """Transform one leading axis: rows s_row0.. of src[:, s_ch] viewed (outer, alpha, inner) into
-    rows d_row0.. of dst[:, d_ch] viewed (outer, alpha or m, inner); ``size`` tiles per row."""
+def _lead_pass(m, kind, src, s_row0, s_ch, dst, d_row0, d_ch, outer, inner, size):  # pragma: no cover
+    """Transform one leading axis: rows s_row0.. of src[:, s_ch] viewed (outer, n_in, inner) into
+    rows d_row0.. of dst[:, d_ch] viewed (outer, n_out, inner) (alpha or m each, by ``kind``);
+    ``size`` tiles per row."""
     alpha = m + 2
-    n_out = alpha if forward else m
+    n_in = m if kind == _A else alpha
+    n_out = m if kind == _AT else alpha
     for o in range(outer):
         for j in range(inner):
-            _map_rows(m, forward, dst, _flat_rows(dst, d_row0 + o * n_out * inner + j, inner, d_ch),
-                      src, _flat_rows(src, s_row0 + o * alpha * inner + j, inner, s_ch), size)
+            _map_rows(m, kind, dst, _flat_rows(dst, d_row0 + o * n_out * inner + j, inner, d_ch),
+                      src, _flat_rows(src, s_row0 + o * n_in * inner + j, inner, s_ch), size)
 
 
 @numba.njit(inline="always")
@@ -204,17 +215,17 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v
         for k in range(kk):
             phases = _phase_offsets(m, k, kk, size + 1)
             if nd == 1:
-                _map_rows(m, True, v, _flat_rows(v, 0, 1, c), ph, phases, size)
+                _map_rows(m, _BT, v, _flat_rows(v, 0, 1, c), ph, phases, size)
             else:
-                _map_rows(m, True, scratch, _flat_rows(scratch, k * alpha, 1, 0), ph, phases, size)
+                _map_rows(m, _BT, scratch, _flat_rows(scratch, k * alpha, 1, 0), ph, phases, size)
         # leading axes, alternating between the regions; the last pass writes into v
         for axis in range(nd - 1):
             inner = alpha ** (nd - 1 - axis)
             here = (axis % 2) * region
             if axis == nd - 2:
-                _lead_pass(m, True, scratch, here, 0, v, 0, c, alpha ** axis, inner, size)
+                _lead_pass(m, _BT, scratch, here, 0, v, 0, c, alpha ** axis, inner, size)
             else:
-                _lead_pass(m, True, scratch, here, 0, scratch, region - here, 0, alpha ** axis, inner, size)
+                _lead_pass(m, _BT, scratch, here, 0, scratch, region - here, 0, alpha ** axis, inner, size)
 
 
 @numba.njit(inline="always")
@@ -244,15 +255,15 @@ def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, 
             inner = alpha ** (nd - 1 - axis)
             here = (axis % 2) * region
             if axis == 0:
-                _lead_pass(m, False, prod, 0, o, scratch, 0, 0, 1, inner, size)
+                _lead_pass(m, _AT, prod, 0, o, scratch, 0, 0, 1, inner, size)
             else:
-                _lead_pass(m, False, scratch, region - here, 0, scratch, here, 0, m ** axis, inner, size)
+                _lead_pass(m, _AT, scratch, region - here, 0, scratch, here, 0, m ** axis, inner, size)
         for qq in range(km):
             # last axis for all tiles as m rows, then interleaved into the output rows
             if nd == 1:
-                _map_rows(m, False, out, _flat_rows(out, 0, 1, 0), prod, _flat_rows(prod, 0, 1, o), size)
+                _map_rows(m, _AT, out, _flat_rows(out, 0, 1, 0), prod, _flat_rows(prod, 0, 1, o), size)
             else:
-                _map_rows(m, False, out, _flat_rows(out, 0, 1, 0), scratch,
+                _map_rows(m, _AT, out, _flat_rows(out, 0, 1, 0), scratch,
                           _flat_rows(scratch, last + qq * alpha, 1, 0), size)
             for uu in range(u1 - u0):
                 n = (u0 + uu) // rows
@@ -271,6 +282,63 @@ def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, 
                 for j in range(j_full, t_last):
                     for yy in range(w_out - j * m):
                         yrow[j * m + yy] = out[yy, 0, base + j]
+
+
+@numba.njit(inline="always")
+def _output_adjoint(m, dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod):  # pragma: no cover - compiled
+    """dprod[:, o, tiles of units u0..u1] = the output transform's adjoint applied to dy, for
+    channels o0 <= o < o1: every tile's m^nd values of dy (zero beyond the output and in the spare
+    tile) mapped by A along every axis, the output transform's steps in reverse order.
+
+    dy (N, O, R_out, W_out) and dst_rows as ``_output_transform``'s y and dst_rows;
+    dprod (alpha^nd, O, (u1-u0)*(t_last+1)).
+    """
+    channels = dy.shape[1]
+    w_out = dy.shape[3]
+    rows, km = dst_rows.shape
+    alpha = m + 2
+    zero = dprod.dtype.type(0)
+    tw = t_last + 1
+    size = (u1 - u0) * tw
+    j_full = min(t_last, w_out // m)
+    region = m * alpha ** (nd - 1) if nd > 1 else 0
+    scratch = np.empty((2 * region, 1, size), dtype=dprod.dtype)
+    ph = np.empty((m, 1, size), dtype=dprod.dtype)  # phase q of every tile: its output column j*m + q
+    last = ((nd - 2) % 2) * region
+    for o in range(o0, o1):
+        for qq in range(km):
+            for uu in range(u1 - u0):
+                n = (u0 + uu) // rows
+                r = (u0 + uu) - n * rows
+                d = dst_rows[r, qq]
+                base = uu * tw
+                j_copied = 0
+                if d >= 0:
+                    at = ((n * channels + o) * dy.shape[2] + d) * w_out
+                    offsets = _flat_rows(ph, 0, 1, 0, base)
+                    if m == 2:
+                        simd.split_2(ph, offsets, dy, (at, 0, 0, 0, 0, 0), j_full)
+                    else:
+                        simd.split_4(ph, offsets, dy, (at, 0, 0, 0, 0, 0), j_full)
+                    j_copied = j_full
+                for j in range(j_copied, tw):  # the partial tile, the spare one, rows beyond the output
+                    for q in range(m):
+                        col = j * m + q
+                        ph[q, 0, base + j] = dy[n, o, d, col] if d >= 0 and j < t_last and col < w_out else zero
+            # last axis, m -> alpha: into dprod in 1-D, else into rows (qq, nu) of the scratch
+            if nd == 1:
+                _map_rows(m, _A, dprod, _flat_rows(dprod, 0, 1, o), ph, _flat_rows(ph, 0, 1, 0), size)
+            else:
+                _map_rows(m, _A, scratch, _flat_rows(scratch, last + qq * alpha, 1, 0), ph,
+                          _flat_rows(ph, 0, 1, 0), size)
+        # leading axes, last first, m -> alpha each; the pass of axis 0 writes into dprod
+        for axis in range(nd - 2, -1, -1):
+            inner = alpha ** (nd - 1 - axis)
+            here = (axis % 2) * region
+            if axis == 0:
+                _lead_pass(m, _A, scratch, here, 0, dprod, 0, o, 1, inner, size)
+            else:
+                _lead_pass(m, _A, scratch, here, 0, scratch, region - here, 0, m ** axis, inner, size)
 
 
 # Entry points with the tile size a compile-time constant (strides and loop bounds specialised);
@@ -295,6 +363,17 @@ def _output_transform_4(prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, y
     _output_transform(4, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, y)
 
 
-#: m -> input / output transform kernel.
+@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+def _output_adjoint_2(dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod):  # pragma: no cover
+    _output_adjoint(2, dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod)
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+def _output_adjoint_4(dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod):  # pragma: no cover
+    _output_adjoint(4, dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod)
+
+
+#: m -> input / output transform kernel, and the output transform's adjoint (weight gradients).
 INPUT_TRANSFORM = {2: _input_transform_2, 4: _input_transform_4}
 OUTPUT_TRANSFORM = {2: _output_transform_2, 4: _output_transform_4}
+OUTPUT_ADJOINT = {2: _output_adjoint_2, 4: _output_adjoint_4}

@@ -65,18 +65,28 @@ def weight_transform(w: np.ndarray, geom: ConvGeometry, m: int, out: np.ndarray 
     return out.reshape(-1, geom.groups, geom.out_per_group, geom.in_per_group)
 
 
+def weight_transform_adjoint(du: np.ndarray, geom: ConvGeometry, m: int) -> np.ndarray:
+    """The transpose of :func:`weight_transform`: U's gradient (alpha^d, G, Og, Cg) -> the filters'
+    gradient (O, Cg, 3, ..., 3)."""
+    g_nd = kron_power(m, 1, geom.nd).astype(du.dtype)
+    dw = du.reshape(g_nd.shape[0], -1).T @ g_nd
+    return dw.reshape(geom.weight_shape)
+
+
 def tiles(geom: ConvGeometry, m: int) -> tuple[int, ...]:
     """Number of m-wide output tiles per spatial dimension (the last one may be partial)."""
     return tuple(-(-o // m) for o in geom.out_size)
 
 
+@functools.lru_cache(maxsize=256)
 def row_tables(geom: ConvGeometry, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Row tables of the leading (all but last) spatial dimensions, flattened row-major.
 
     Returns ``(src, dst)``: ``src[r, k]`` is the flat input row read by position ``k`` of the
     ``alpha^(d-1)`` leading tile positions of tile row ``r``, ``dst[r, k]`` the flat output row
     written by position ``k`` of its ``m^(d-1)`` outputs; -1 where that falls in the padding or
-    beyond the output (kernels skip it).
+    beyond the output (kernels skip it). Cached (0.25 ms to build for a 14x14 layer, 3% of a
+    call), so callers must not modify them.
     """
     alpha = m + 2
     lead = range(geom.nd - 1)

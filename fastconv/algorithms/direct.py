@@ -300,6 +300,8 @@ class Direct(Algorithm):
                                                               else cm.DIRECT_SECONDS_PER_BLOCKED_MAC)
                                         + (per - together) * single * cm.DIRECT_SECONDS_PER_MAC)
                    + (jobs * other * planes + written) * cm.DIRECT_SECONDS_PER_ELEMENT)
+        if op == "weight_grad" and geom.in_per_group > 1:
+            seconds *= cm.DIRECT_DENSE_WEIGHT_GRAD_FACTOR
         # the constants are for every core busy; fewer jobs than threads leave cores idle
         threads = _threads()
         return seconds * threads / min(threads, jobs) + cm.DIRECT_SECONDS_PER_CALL

@@ -67,7 +67,7 @@ _WHOLE_CHUNK_MIN_TILES = 64
 class Winograd(Algorithm):
     """F(m, 3) for ``m`` in ``_winograd_transforms.TILE_SIZES``; registered as ``winograd{m}``."""
 
-    native_ops = ("forward",)
+    native_ops = ("forward", "weight_grad")
 
     def __init__(self, m: int):
         self.m = m
@@ -75,8 +75,8 @@ class Winograd(Algorithm):
 
     # ---- planning ---------------------------------------------------------------------
     def supports(self, geom, dtype, op):
-        if op != "forward":
-            return f"{self.name}: only forward (gradients run via forward)"
+        if op == "input_grad":
+            return f"{self.name}: input gradients run via forward"
         if any(k != 3 for k in geom.kernel):
             return f"{self.name}: kernel {geom.kernel} is not 3 in every dimension"
         if any(s != 1 for s in geom.stride):
@@ -85,7 +85,7 @@ class Winograd(Algorithm):
             return f"{self.name}: dilation {geom.dilation} is not 1"
         if geom.nd > 3:
             return f"{self.name}: {geom.nd} spatial dimensions; error bounds are measured for 1 to 3"
-        error = self.error_bound(geom, dtype)
+        error = self.error_bound(geom, dtype, op)
         if error > _config.max_relative_error:
             return (f"{self.name}: est. {np.dtype(dtype)} relative error {error:.1e} > "
                     f"max_relative_error {_config.max_relative_error:.1e}")
@@ -95,25 +95,42 @@ class Winograd(Algorithm):
                     f"workspace {_config.workspace_bytes / 2**20:.0f} MiB")
         return None
 
-    def error_bound(self, geom: ConvGeometry, dtype) -> float:
-        """Estimated relative L2 error of one call computed in ``dtype``: ``u * (A + B*sqrt(Cg))``
-        with u the unit roundoff and (A, B) per tile size and dimension (module docstring)."""
-        a, b = ERROR_GROWTH[self.m][geom.nd]
-        return np.finfo(dtype).eps / 2 * (a + b * math.sqrt(geom.in_per_group))
+    def error_bound(self, geom: ConvGeometry, dtype, op: str = "forward") -> float:
+        """Estimated relative L2 error of one call computed in ``dtype``: ``u * (A + B*sqrt(terms))``
+        with u the unit roundoff, (A, B) per op, tile size and dimension, and terms the sum's
+        length: Cg for the forward, the output positions of the batch for the weight gradient
+        (module docstring)."""
+        if op == "weight_grad":
+            a, b = WEIGHT_GRAD_ERROR_GROWTH[self.m][geom.nd]
+            terms = geom.batch * math.prod(geom.out_size)
+        else:
+            a, b = ERROR_GROWTH[self.m][geom.nd]
+            terms = geom.in_per_group
+        return np.finfo(dtype).eps / 2 * (a + b * math.sqrt(terms))
 
     def cost(self, geom, dtype, op):
-        from .._cost_model import WINOGRAD_SECONDS_PER_ELEMENT_TERM, gemm_seconds
+        from .._cost_model import (
+            WINOGRAD_SECONDS_PER_ELEMENT_TERM,
+            WINOGRAD_WEIGHT_GRAD_FACTOR,
+            gemm_seconds,
+        )
         points, itemsize = (self.m + 2) ** geom.nd, np.dtype(dtype).itemsize
         tiles = self._tiles(geom)
-        chunk = min(tiles, max(_MIN_CHUNK_TILES, _CHUNK_BYTES // self._tile_bytes(geom, dtype)))
+        if op == "weight_grad":  # (Og x chunk) @ (chunk x Cg), chunks as long as the workspace allows
+            chunk = min(tiles, (_config.workspace_bytes - self._fixed_bytes(geom, dtype)) // self._tile_bytes(geom, dtype))
+            shape = (geom.out_per_group, chunk, geom.in_per_group)
+        else:  # (Og x Cg) @ (Cg x chunk)
+            chunk = min(tiles, max(_MIN_CHUNK_TILES, _CHUNK_BYTES // self._tile_bytes(geom, dtype)))
+            shape = (geom.out_per_group, geom.in_per_group, chunk)
         # transformed inputs and products (each written and read once) and filters
         moved = (points * tiles * (geom.in_channels + geom.out_channels)
                  + self._fixed_bytes(geom, dtype) // itemsize)
-        return (gemm_seconds(self._macs(geom), geom.out_per_group, geom.in_per_group, chunk, 0, itemsize)
-                + moved * itemsize / 4 * (self.m + 2) * WINOGRAD_SECONDS_PER_ELEMENT_TERM)
+        seconds = (gemm_seconds(self._macs(geom), *shape, 0, itemsize)
+                   + moved * itemsize / 4 * (self.m + 2) * WINOGRAD_SECONDS_PER_ELEMENT_TERM)
+        return seconds * (WINOGRAD_WEIGHT_GRAD_FACTOR[self.m] if op == "weight_grad" else 1.0)
 
     def _fixed_bytes(self, geom: ConvGeometry, dtype) -> int:
-        """The transformed filters."""
+        """The transformed filters (or their gradient)."""
         return (self.m + 2) ** geom.nd * geom.out_channels * geom.in_per_group * np.dtype(dtype).itemsize
 
     def _tile_bytes(self, geom: ConvGeometry, dtype) -> int:
@@ -126,41 +143,30 @@ class Winograd(Algorithm):
 
     # ---- running ----------------------------------------------------------------------
     def forward(self, x, w, geom):
-        from ._winograd_kernels import INPUT_TRANSFORM, OUTPUT_TRANSFORM
-        m, nd, dtype = self.m, geom.nd, x.dtype
-        points = (m + 2) ** nd
-        src_rows, dst_rows = wt.row_tables(geom, m)
+        from ._winograd_kernels import OUTPUT_TRANSFORM
+        m, points, dtype = self.m, (self.m + 2) ** geom.nd, x.dtype
+        _, dst_rows = wt.row_tables(geom, m)
         t_last = wt.tiles(geom, m)[-1]
-        tw = t_last + 1  # tiles per tile row in the transform domain, with a spare one
-        x4 = np.ascontiguousarray(x).reshape(geom.batch, geom.in_channels, -1, geom.in_size[-1])  # flat offsets
-        rows_out = math.prod(geom.out_size[:-1])
-        y = np.empty((geom.batch, geom.out_channels, rows_out, geom.out_size[-1]), dtype=dtype)
-        lo, hi = geom.padding[-1]
-        col_stop = geom.in_size[-1] + min(hi, 0)
-        cg, og, channels = geom.in_per_group, geom.out_per_group, geom.in_channels
+        y = np.empty((geom.batch, geom.out_channels, math.prod(geom.out_size[:-1]), geom.out_size[-1]), dtype=dtype)
+        og, cg, channels = geom.out_per_group, geom.in_per_group, geom.in_channels
+        rows, buffers, transform = self._input_tiles(x, geom)
 
-        def buffers(chunk, scratch):
-            tiles = (chunk[1] - chunk[0]) * tw
-            return (scratch.get("v", (points, channels, tiles)),
-                    scratch.get("prod", (points, geom.out_channels, tiles)))
+        def multiply(p_range, v, prod):
+            p0, p1 = p_range
+            np.matmul(u[p0:p1], v.reshape(points, geom.groups, cg, -1)[p0:p1],
+                      out=prod.reshape(points, geom.groups, og, -1)[p0:p1])
 
-        def transform(chunk, c_range, v):
-            INPUT_TRANSFORM[m](x4, src_rows, lo, col_stop, nd, t_last, *chunk, *c_range, v)
-
-        def multiply(chunk, o_range, v, prod):
-            tiles = v.shape[-1]
-            o0, o1 = o_range
-            np.matmul(u[:, :, o0:o1], v.reshape(points, geom.groups, cg, tiles),
-                      out=prod.reshape(points, geom.groups, og, tiles)[:, :, o0:o1])
-            OUTPUT_TRANSFORM[m](prod, dst_rows, nd, t_last, *chunk, o0, o1, og, y)
+        def transform_back(chunk, o_range, prod):
+            OUTPUT_TRANSFORM[m](prod, dst_rows, geom.nd, t_last, *chunk, *o_range, og, y)
 
         def whole(chunk, scratch):
             v, prod = buffers(chunk, scratch)
             transform(chunk, (0, channels), v)
-            multiply(chunk, (0, og), v, prod)
+            multiply((0, points), v, prod)
+            transform_back(chunk, (0, og), prod)
 
         n = par.workers(self._macs(geom))
-        chunks, split_chunks = self._chunks(geom, dtype, src_rows.shape[0], n)
+        chunks, split_chunks = self._chunks(geom, dtype, rows, n)
         with Scratch(dtype) as held:
             u_flat = held.get("u", (points, geom.out_channels * cg))
             w_rows = np.ascontiguousarray(w)  # once: a flipped gradient weight would be copied per worker
@@ -168,12 +174,78 @@ class Winograd(Algorithm):
             u = u_flat.reshape(points, geom.groups, og, cg)
             if not split_chunks:  # each worker takes whole chunks
                 par.for_each(chunks, whole, n, dtype)
-            else:  # few chunks, many channels: workers share each chunk's channels
+            else:  # few chunks, many channels: workers share each chunk's channels, then its transform points
                 for chunk in chunks:
                     v, prod = buffers(chunk, held)
-                    par.for_each(par.split(channels, n), lambda c_range, _: transform(chunk, c_range, v), n, dtype)
-                    par.for_each(par.split(og, n), lambda o_range, _: multiply(chunk, o_range, v, prod), n, dtype)
+                    par.for_each(par.shares(channels, n), lambda c_range, _: transform(chunk, c_range, v), n, dtype)
+                    par.for_each(par.shares(points, n), lambda p_range, _: multiply(p_range, v, prod), n, dtype)
+                    par.for_each(par.shares(og, n), lambda o_range, _: transform_back(chunk, o_range, prod), n, dtype)
         return y.reshape(geom.output_shape)
+
+    def weight_grad(self, x, dy, geom):
+        """The forward algorithm's adjoint in w: the output gradient's tiles go to the transform
+        domain by the output transform's transpose (A), meet the transformed input tiles in one
+        (Og x tiles) @ (tiles x Cg) product per transform point and group, summed over the tiles,
+        and the sums return through the filter transform's transpose (G^T).
+
+        The products' outputs are small and their depth is the tile count, so chunks are as long
+        as the workspace allows and the workers split each chunk's transforms by channels and
+        its products by transform points (each point's sum has one writer)."""
+        from ._winograd_kernels import OUTPUT_ADJOINT
+        m, points, dtype = self.m, (self.m + 2) ** geom.nd, x.dtype
+        _, dst_rows = wt.row_tables(geom, m)
+        t_last = wt.tiles(geom, m)[-1]
+        dy4 = np.ascontiguousarray(dy).reshape(geom.batch, geom.out_channels, -1, geom.out_size[-1])
+        og, cg = geom.out_per_group, geom.in_per_group
+        rows, buffers, transform = self._input_tiles(x, geom)
+        du = np.empty((points, geom.groups, og, cg), dtype=dtype)
+
+        def transform_dy(chunk, o_range, dprod):
+            OUTPUT_ADJOINT[m](dy4, dst_rows, geom.nd, t_last, *chunk, *o_range, dprod)
+
+        def multiply(p_range, v, dprod, scratch, first):
+            p0, p1 = p_range
+            tiles = v.shape[-1]
+            products = np.matmul(dprod.reshape(points, geom.groups, og, tiles)[p0:p1],
+                                 v.reshape(points, geom.groups, cg, tiles)[p0:p1].swapaxes(-1, -2),
+                                 out=du[p0:p1] if first else scratch.get("products", du[p0:p1].shape))
+            if not first:
+                du[p0:p1] += products
+
+        n = par.workers(self._macs(geom))
+        units = geom.batch * rows
+        step = max(1, (_config.workspace_bytes - du.nbytes) // self._unit_bytes(geom, dtype))
+        with Scratch(dtype) as held:
+            for i, chunk in enumerate(par.split(units, -(-units // step))):
+                v, dprod = buffers(chunk, held)
+                steps = ([(transform, v, c_range) for c_range in par.shares(geom.in_channels, n)]
+                         + [(transform_dy, dprod, o_range) for o_range in par.shares(geom.out_channels, n)])
+                par.for_each(steps, lambda item, _: item[0](chunk, item[2], item[1]), n, dtype)
+                par.for_each(par.shares(points, n), lambda p_range, scratch: multiply(p_range, v, dprod, scratch, i == 0),
+                             n, dtype)
+        return wt.weight_transform_adjoint(du, geom, m)
+
+    def _input_tiles(self, x, geom):
+        """``(rows, buffers, transform)``: tile rows per sample; ``buffers(chunk, scratch)``, the
+        chunk's transformed inputs ``v`` (alpha^d, C, tiles) and products (alpha^d, O, tiles);
+        ``transform(chunk, c_range, v)``, x's tiles of the chunk's rows (units) to ``v``."""
+        from ._winograd_kernels import INPUT_TRANSFORM
+        m, points = self.m, (self.m + 2) ** geom.nd
+        src_rows, _ = wt.row_tables(geom, m)
+        t_last = wt.tiles(geom, m)[-1]
+        x4 = np.ascontiguousarray(x).reshape(geom.batch, geom.in_channels, -1, geom.in_size[-1])  # flat offsets
+        lo, hi = geom.padding[-1]
+        col_stop = geom.in_size[-1] + min(hi, 0)
+
+        def buffers(chunk, scratch):
+            tiles = (chunk[1] - chunk[0]) * (t_last + 1)  # with each tile row's spare tile
+            return (scratch.get("v", (points, geom.in_channels, tiles)),
+                    scratch.get("prod", (points, geom.out_channels, tiles)))
+
+        def transform(chunk, c_range, v):
+            INPUT_TRANSFORM[m](x4, src_rows, lo, col_stop, geom.nd, t_last, *chunk, *c_range, v)
+
+        return src_rows.shape[0], buffers, transform
 
     def _tiles(self, geom: ConvGeometry) -> int:
         """Tiles of the transform domain, the spare one per tile row included."""
@@ -209,4 +281,12 @@ class Winograd(Algorithm):
 ERROR_GROWTH = {
     2: {1: (1.5, 0.5), 2: (2.2, 0.7), 3: (4.5, 0.75)},
     4: {1: (4.5, 1.2), 2: (12.0, 4.7), 3: (39.0, 11.6)},
+}
+#: The same for the weight gradient, ``u * (A + B*sqrt(N * output positions))``: 1.5x the upper
+#: envelope of float32 measurements on 1-D/2-D/3-D layers (4 to 128 channels, 128 to 100352
+#: positions, normal and ReLU-like inputs; module docstring). Measured errors grow more slowly
+#: than the square root at large sizes, so large layers are overestimated.
+WEIGHT_GRAD_ERROR_GROWTH = {
+    2: {1: (5.0, 0.11), 2: (5.3, 0.18), 3: (6.9, 0.11)},
+    4: {1: (9.8, 0.29), 2: (24.0, 0.95), 3: (73.0, 1.6)},
 }
