@@ -87,7 +87,8 @@ DIRECT_SECONDS_PER_CALL = 5e-5
 DIRECT_CACHE_BYTES = 32 * 2**20
 #: Factor on the weight gradient's estimate when groups have several input channels (the
 #: dot-product kernel): measured/estimated was 2.0-2.1x gemm's on 64- and 32-channel 3x3 layers
-#: (train.3x3c64.wgrad and (8, 32, 64, 64); interleaved medians of 5, both cores).
+#: (train.3x3c64.wgrad and (8, 32, 64, 64); interleaved medians of 5 rounds, both cores, 0.1 s
+#: of untimed calls before each round).
 DIRECT_DENSE_WEIGHT_GRAD_FACTOR = 2.0
 #: Calls estimated below this run on one thread: waking a second one costs more (loaded machine:
 #: 8 ms median for a 0.4 ms depthwise call on two threads).
@@ -102,11 +103,6 @@ DIRECT_PARALLEL_SECONDS = 5e-4
 # spread (std of log) 0.12 for F(2,3) and F(4,3), whose best constants differ by their alpha (1.6x).
 #: Per element of the transformed inputs, products and filters, per transform term (alpha of them).
 WINOGRAD_SECONDS_PER_ELEMENT_TERM = 4.0e-10
-#: Factor on the weight gradient's estimate per tile size m: the model above overestimated F(2,3)'s
-#: 1.6x against gemm's measured/estimated ratio (its 16 products of depth 3248 on
-#: train.3x3c64.wgrad and 224 on train.3x3c256.wgrad run faster than the small-matrix slowdown
-#: says), F(4,3)'s within 0.95-1.13x (interleaved medians of 5, both cores, reference machine).
-WINOGRAD_WEIGHT_GRAD_FACTOR = {2: 0.6, 4: 1.0}
 
 # ---- taps (algorithms/taps.py, Taps.cost) ------------------------------------------------------
 # The per-tap products are costed as gemm's (gemm_seconds: depth Cg, chunk-wide, garbage columns

@@ -65,12 +65,15 @@ def weight_transform(w: np.ndarray, geom: ConvGeometry, m: int, out: np.ndarray 
     return out.reshape(-1, geom.groups, geom.out_per_group, geom.in_per_group)
 
 
-def weight_transform_adjoint(du: np.ndarray, geom: ConvGeometry, m: int) -> np.ndarray:
-    """The transpose of :func:`weight_transform`: U's gradient (alpha^d, G, Og, Cg) -> the filters'
-    gradient (O, Cg, 3, ..., 3)."""
+def weight_transform_adjoint(du: np.ndarray, geom: ConvGeometry, m: int, dw: np.ndarray,
+                             columns: tuple[int, int]) -> None:
+    """The transpose of :func:`weight_transform` on the filters ``columns`` (a range of O*Cg): U's
+    gradient du (alpha^d, O*Cg) -> the filters' gradient dw (O*Cg, 3^d). BLAS runs the product
+    as (3^d x alpha^d) @ (alpha^d x columns), its fast orientation, then the short result is
+    transposed into place."""
     g_nd = kron_power(m, 1, geom.nd).astype(du.dtype)
-    dw = du.reshape(g_nd.shape[0], -1).T @ g_nd
-    return dw.reshape(geom.weight_shape)
+    c0, c1 = columns
+    dw[c0:c1] = (g_nd.T @ du[:, c0:c1]).T
 
 
 def tiles(geom: ConvGeometry, m: int) -> tuple[int, ...]:
