@@ -104,6 +104,40 @@ def test_weight_grad_float64_matches_torch_and_reference(alg, case):
 
 
 @pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_input_grad_float64_matches_torch_and_reference(alg, case):
+    x_shape, w_shape, padding, groups = case
+    rng = np.random.default_rng(9)
+    geom = _geometry(x_shape, w_shape, padding, groups)
+    w, dy = rng.standard_normal(w_shape), rng.standard_normal(geom.output_shape)
+    assert alg.supports(geom, np.dtype("float64"), "input_grad") is None
+    frozen = w.copy(), dy.copy()
+    ours = alg.input_grad(dy, w, geom)
+    assert ours.shape == x_shape
+    x = torch.zeros(x_shape, dtype=torch.float64, requires_grad=True)
+    if isinstance(padding, tuple):  # per side: padded first, as torch pads both sides alike
+        padded, torch_padding = F.pad(x, [p for pair in reversed(padding) for p in pair]), 0
+    else:
+        padded, torch_padding = x, padding
+    TORCH[len(x_shape) - 2](padded, torch.from_numpy(w), padding=torch_padding, groups=groups).backward(
+        torch.from_numpy(dy))
+    np.testing.assert_allclose(ours, x.grad.numpy(), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(ours, REFERENCE.input_grad(dy, w, geom), rtol=1e-11, atol=1e-11)
+    assert np.array_equal(w, frozen[0]) and np.array_equal(dy, frozen[1])
+
+
+@pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
+def test_input_grad_is_the_adjoint_of_the_forward(alg):
+    """<dy, conv(x, w)> = <input_grad(dy, w), x>, also with groups and asymmetric padding."""
+    rng = np.random.default_rng(10)
+    x, w = rng.standard_normal((2, 6, 10, 11)), rng.standard_normal((4, 3, 3, 3))
+    geom = _geometry(x.shape, w.shape, ((2, 0), (1, 1)), 2)
+    dy = rng.standard_normal(geom.output_shape)
+    lhs = np.vdot(dy, alg.forward(x, w, geom))
+    assert abs(lhs - np.vdot(alg.input_grad(dy, w, geom), x)) <= 1e-11 * abs(lhs)
+
+
+@pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
 def test_weight_grad_is_the_adjoint_of_the_forward(alg):
     """<dy, conv(x, w)> = <weight_grad(x, dy), w> for every w: the gradient is exact, not just close."""
     rng = np.random.default_rng(6)
@@ -249,7 +283,7 @@ def test_declines_with_reason(kwargs, reason):
     for alg in WINOGRAD:
         assert reason in alg.supports(geom, np.dtype("float32"), "forward")
         assert reason in alg.supports(geom, np.dtype("float32"), "weight_grad")
-        assert "input gradients run via forward" in alg.supports(geom, np.dtype("float32"), "input_grad")
+        assert reason in alg.supports(geom, np.dtype("float32"), "input_grad")
 
 
 def test_declines_when_transformed_weights_exceed_the_workspace():
@@ -258,12 +292,13 @@ def test_declines_when_transformed_weights_exceed_the_workspace():
     assert "MiB of scratch" in WINOGRAD[1].supports(geom, np.dtype("float32"), "forward")  # 36 MiB of filters
 
 
-def test_input_gradient_runs_winograd_via_forward():
+def test_input_gradient_runs_winograd_natively():
     """The input gradient of a stride-1 3x3 convolution is a stride-1 3x3 convolution: the planner
-    serves it through Winograd's forward pass (train.3x3c64.dgrad and a smaller sibling)."""
+    serves it through Winograd's native input gradient, the forward with the flip inside the filter
+    transform (train.3x3c64.dgrad and a smaller sibling)."""
     for x_shape in [(4, 64, 56, 56), (2, 64, 28, 28)]:
         plan = fastconv.plan_for("conv2d_input", x_shape, (64, 64, 3, 3), padding=1)
-        assert plan.choice.algorithm.startswith("winograd") and plan.choice.route == "via forward"
+        assert plan.choice.algorithm.startswith("winograd") and plan.choice.route == "native", plan.explain()
     rng = np.random.default_rng(4)
     w, dy = rng.standard_normal((64, 64, 3, 3)), rng.standard_normal(x_shape)
     xt = torch.zeros(x_shape, dtype=torch.float64, requires_grad=True)

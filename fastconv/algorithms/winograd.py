@@ -11,8 +11,9 @@ and, when it declines, its reason (accuracy, workspace); the planner picks betwe
 The weight gradient is the same algorithm's adjoint in w (exact, like the forward): the output
 gradient's tiles enter the transform domain through ``A`` (the output transform's transpose),
 meet the transformed input tiles in ``(Og x tiles) @ (tiles x Cg)`` products summed over the
-tiles, and leave through ``G^T`` (the filter transform's transpose). Input gradients are
-forward convolutions and run through ``forward`` (the planner's "via forward" route).
+tiles, and leave through ``G^T`` (the filter transform's transpose). The input gradient is the
+forward algorithm on the adjoint geometry, with the filters' flip and channel swap done inside
+the filter transform (reversed columns of G, each point's matrix used transposed).
 
 Work is cut into chunks of tile rows (see ``_winograd_kernels``); worker threads take whole
 chunks (input transform, products, output transform in one core's cache), or, when there are
@@ -80,7 +81,7 @@ _WHOLE_CHUNK_MIN_TILES = 64
 class Winograd(Algorithm):
     """F(m, 3) for ``m`` in ``_winograd_transforms.TILE_SIZES``; registered as ``winograd{m}``."""
 
-    native_ops = ("forward", "weight_grad")
+    native_ops = ("forward", "input_grad", "weight_grad")
 
     def __init__(self, m: int):
         self.m = m
@@ -88,8 +89,6 @@ class Winograd(Algorithm):
 
     # ---- planning ---------------------------------------------------------------------
     def supports(self, geom, dtype, op):
-        if op == "input_grad":
-            return f"{self.name}: input gradients run via forward"
         if any(k != 3 for k in geom.kernel):
             return f"{self.name}: kernel {geom.kernel} is not 3 in every dimension"
         if any(s != 1 for s in geom.stride):
@@ -98,6 +97,8 @@ class Winograd(Algorithm):
             return f"{self.name}: dilation {geom.dilation} is not 1"
         if geom.nd > 3:
             return f"{self.name}: {geom.nd} spatial dimensions; error bounds are measured for 1 to 3"
+        if op == "input_grad":  # the forward algorithm on the adjoint geometry (stride 1 here too)
+            geom, op = geom.for_input_grad(), "forward"
         error = self.error_bound(geom, dtype, op)
         if error > _config.max_relative_error:
             return (f"{self.name}: est. {np.dtype(dtype)} relative error {error:.1e} > "
@@ -123,6 +124,8 @@ class Winograd(Algorithm):
 
     def cost(self, geom, dtype, op):
         from .._cost_model import WINOGRAD_SECONDS_PER_ELEMENT_TERM, gemm_seconds
+        if op == "input_grad":
+            geom, op = geom.for_input_grad(), "forward"
         points, itemsize = (self.m + 2) ** geom.nd, np.dtype(dtype).itemsize
         tiles = self._tiles(geom)
         if op == "weight_grad":  # (Og x chunk) @ (chunk x Cg), chunks as long as the workspace allows
@@ -151,6 +154,18 @@ class Winograd(Algorithm):
 
     # ---- running ----------------------------------------------------------------------
     def forward(self, x, w, geom):
+        return self._convolve(x, w, geom, geom, flipped=False)
+
+    def input_grad(self, dy, w, geom):
+        """The forward algorithm on the adjoint geometry (``geom.for_input_grad()``, stride 1 as
+        well), with the flipped, channel-swapped filters made inside the filter transform: G's
+        columns reversed (every axis flipped at once), each transform point's (Og x Cg) matrix
+        used transposed. No flipped copy of w, as the planner's "via forward" route makes."""
+        return self._convolve(dy, w, geom.for_input_grad(), geom, flipped=True)
+
+    def _convolve(self, x, w, geom, w_geom, flipped):
+        """x convolved on ``geom`` with the filters ``w`` of ``w_geom`` (``geom`` itself, or for an
+        input gradient the layer whose filters are flipped and channel-swapped in the transform)."""
         from ._winograd_kernels import OUTPUT_TRANSFORM
         m, points, dtype = self.m, (self.m + 2) ** geom.nd, x.dtype
         _, dst_rows = wt.row_tables(geom, m)
@@ -177,9 +192,11 @@ class Winograd(Algorithm):
         chunks, split_chunks = self._chunks(geom, dtype, rows, n)
         with Scratch(dtype) as held:
             u_flat = held.get("u", (points, geom.out_channels * cg))
-            w_rows = np.ascontiguousarray(w)  # once: a flipped gradient weight would be copied per worker
-            par.for_each(par.split(points, n), lambda p, _: wt.weight_transform(w_rows, geom, m, u_flat, p), n, dtype)
-            u = u_flat.reshape(points, geom.groups, og, cg)
+            w_rows = np.ascontiguousarray(w)  # once, not per worker
+            par.for_each(par.split(points, n), lambda p, _: wt.weight_transform(w_rows, w_geom, m, u_flat, p, flipped), n,
+                         dtype)
+            u = u_flat.reshape(points, geom.groups, w_geom.out_per_group, w_geom.in_per_group)
+            u = u.swapaxes(-1, -2) if flipped else u  # (G, Og, Cg) of w_geom is (G, Cg, Og) of geom
             if not split_chunks:  # each worker takes whole chunks
                 par.for_each(chunks, whole, n, dtype)
             else:  # few chunks, many channels: workers share each chunk's channels, then its transform points
