@@ -1,5 +1,5 @@
 """The Winograd algorithms: exact against torch and the reference, their error bound, the
-work split between threads, the native weight gradient (the forward algorithm's adjoint),
+work split between threads, the native gradients (exact adjoints of the forward algorithm),
 gradients through the planner, and the reasons they decline."""
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from fastconv.grad import conv2d_input, conv2d_weight
 REFERENCE = ALGORITHMS["reference"]
 WINOGRAD = [ALGORITHMS["winograd2"], ALGORITHMS["winograd4"]]
 TORCH = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-TORCH_WEIGHT_GRAD = {1: torch.nn.grad.conv1d_weight, 2: torch.nn.grad.conv2d_weight, 3: torch.nn.grad.conv3d_weight}
 
 # input shape, weight shape, padding (int, tuple or per-side pairs), groups
 CASES = [
@@ -39,22 +38,12 @@ def _geometry(x_shape, w_shape, padding, groups, stride=1, dilation=1):
     return ConvGeometry.for_conv(x_shape, w_shape, stride, padding, dilation, groups, CallContext("test"))
 
 
-def _torch_padding(x, padding):
-    """x padded beforehand where padding is per side (torch takes one amount per dimension)."""
-    if isinstance(padding, tuple) and isinstance(padding[0], tuple):
-        return np.pad(x, [(0, 0), (0, 0), *padding]), 0
-    return x, padding
-
-
 def _torch(x, w, padding, groups):
-    x, padding = _torch_padding(x, padding)
-    return TORCH[x.ndim - 2](torch.from_numpy(x), torch.from_numpy(w), padding=padding, groups=groups).numpy()
-
-
-def _torch_weight_grad(x, w_shape, dy, padding, groups):
-    x, padding = _torch_padding(x, padding)
-    return TORCH_WEIGHT_GRAD[x.ndim - 2](torch.from_numpy(x), w_shape, torch.from_numpy(dy), padding=padding,
-                                         groups=groups).numpy()
+    nd = x.ndim - 2
+    if isinstance(padding, tuple) and isinstance(padding[0], tuple):
+        x = np.pad(x, [(0, 0), (0, 0), *padding])
+        padding = 0
+    return TORCH[nd](torch.from_numpy(x), torch.from_numpy(w), padding=padding, groups=groups).numpy()
 
 
 @pytest.fixture(autouse=True)
@@ -89,64 +78,39 @@ def test_float64_matches_torch_and_reference(alg, case):
 
 @pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_weight_grad_float64_matches_torch_and_reference(alg, case):
+def test_gradients_float64_match_torch_and_reference(alg, case):
+    """The native input and weight gradients against torch's autograd and the reference."""
     x_shape, w_shape, padding, groups = case
     rng = np.random.default_rng(5)
     geom = _geometry(x_shape, w_shape, padding, groups)
-    x, dy = rng.standard_normal(x_shape), rng.standard_normal(geom.output_shape)
-    assert alg.supports(geom, np.dtype("float64"), "weight_grad") is None
-    frozen = x.copy(), dy.copy()
-    ours = alg.weight_grad(x, dy, geom)
-    assert ours.shape == w_shape
-    np.testing.assert_allclose(ours, _torch_weight_grad(x, w_shape, dy, padding, groups), rtol=1e-11, atol=1e-11)
-    np.testing.assert_allclose(ours, REFERENCE.weight_grad(x, dy, geom), rtol=1e-11, atol=1e-11)
-    assert np.array_equal(x, frozen[0]) and np.array_equal(dy, frozen[1])
-
-
-@pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_input_grad_float64_matches_torch_and_reference(alg, case):
-    x_shape, w_shape, padding, groups = case
-    rng = np.random.default_rng(9)
-    geom = _geometry(x_shape, w_shape, padding, groups)
-    w, dy = rng.standard_normal(w_shape), rng.standard_normal(geom.output_shape)
-    assert alg.supports(geom, np.dtype("float64"), "input_grad") is None
-    frozen = w.copy(), dy.copy()
-    ours = alg.input_grad(dy, w, geom)
-    assert ours.shape == x_shape
-    x = torch.zeros(x_shape, dtype=torch.float64, requires_grad=True)
+    x, w, dy = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(geom.output_shape)
+    xt, wt_ = (torch.tensor(a, requires_grad=True) for a in (x, w))
     if isinstance(padding, tuple):  # per side: padded first, as torch pads both sides alike
-        padded, torch_padding = F.pad(x, [p for pair in reversed(padding) for p in pair]), 0
+        padded, torch_padding = F.pad(xt, [p for pair in reversed(padding) for p in pair]), 0
     else:
-        padded, torch_padding = x, padding
-    TORCH[len(x_shape) - 2](padded, torch.from_numpy(w), padding=torch_padding, groups=groups).backward(
-        torch.from_numpy(dy))
-    np.testing.assert_allclose(ours, x.grad.numpy(), rtol=1e-11, atol=1e-11)
-    np.testing.assert_allclose(ours, REFERENCE.input_grad(dy, w, geom), rtol=1e-11, atol=1e-11)
-    assert np.array_equal(w, frozen[0]) and np.array_equal(dy, frozen[1])
+        padded, torch_padding = xt, padding
+    TORCH[len(x_shape) - 2](padded, wt_, padding=torch_padding, groups=groups).backward(torch.from_numpy(dy))
+    frozen = x.copy(), w.copy(), dy.copy()
+    for op, ours, truth in [("input_grad", alg.input_grad(dy, w, geom), xt.grad),
+                            ("weight_grad", alg.weight_grad(x, dy, geom), wt_.grad)]:
+        assert alg.supports(geom, np.dtype("float64"), op) is None
+        np.testing.assert_allclose(ours, truth.numpy(), rtol=1e-11, atol=1e-11, err_msg=op)
+        reference = REFERENCE.input_grad(dy, w, geom) if op == "input_grad" else REFERENCE.weight_grad(x, dy, geom)
+        np.testing.assert_allclose(ours, reference, rtol=1e-11, atol=1e-11, err_msg=op)
+    assert all(np.array_equal(a, b) for a, b in zip((x, w, dy), frozen))
 
 
 @pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
-def test_input_grad_is_the_adjoint_of_the_forward(alg):
-    """<dy, conv(x, w)> = <input_grad(dy, w), x>, also with groups and asymmetric padding."""
-    rng = np.random.default_rng(10)
+def test_gradients_are_the_adjoints_of_the_forward(alg):
+    """<dy, conv(x, w)> = <input_grad(dy, w), x> = <weight_grad(x, dy), w>: the gradients are exact
+    adjoints, not just close (groups and asymmetric padding included)."""
+    rng = np.random.default_rng(6)
     x, w = rng.standard_normal((2, 6, 10, 11)), rng.standard_normal((4, 3, 3, 3))
     geom = _geometry(x.shape, w.shape, ((2, 0), (1, 1)), 2)
     dy = rng.standard_normal(geom.output_shape)
     lhs = np.vdot(dy, alg.forward(x, w, geom))
     assert abs(lhs - np.vdot(alg.input_grad(dy, w, geom), x)) <= 1e-11 * abs(lhs)
-
-
-@pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
-def test_weight_grad_is_the_adjoint_of_the_forward(alg):
-    """<dy, conv(x, w)> = <weight_grad(x, dy), w> for every w: the gradient is exact, not just close."""
-    rng = np.random.default_rng(6)
-    x, w = rng.standard_normal((2, 5, 10, 11)), rng.standard_normal((7, 5, 3, 3))
-    geom = _geometry(x.shape, w.shape, ((2, 0), (1, 1)), 1)
-    dy = rng.standard_normal(geom.output_shape)
-    lhs = np.vdot(dy, alg.forward(x, w, geom))
-    rhs = np.vdot(alg.weight_grad(x, dy, geom), w)
-    assert abs(lhs - rhs) <= 1e-11 * abs(lhs)
+    assert abs(lhs - np.vdot(alg.weight_grad(x, dy, geom), w)) <= 1e-11 * abs(lhs)
 
 
 @pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
@@ -196,7 +160,8 @@ def test_planner_runs_the_suites_3x3_weight_gradients_through_winograd():
     rng = np.random.default_rng(8)
     x, dy = rng.standard_normal((2, 16, 12, 12)), rng.standard_normal((2, 16, 12, 12))
     np.testing.assert_allclose(conv2d_weight(x, (16, 16, 3, 3), dy, padding=1, algorithm="winograd4"),
-                               _torch_weight_grad(x, (16, 16, 3, 3), dy, 1, 1), rtol=1e-11, atol=1e-11)
+                               torch.nn.grad.conv2d_weight(torch.from_numpy(x), (16, 16, 3, 3), torch.from_numpy(dy),
+                                                           padding=1).numpy(), rtol=1e-11, atol=1e-11)
 
 
 @pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
