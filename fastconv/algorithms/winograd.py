@@ -103,7 +103,7 @@ class Winograd(Algorithm):
         if error > _config.max_relative_error:
             return (f"{self.name}: est. {np.dtype(dtype)} relative error {error:.1e} > "
                     f"max_relative_error {_config.max_relative_error:.1e}")
-        need = self._fixed_bytes(geom, dtype) + self._unit_bytes(geom, dtype)
+        need = self._fixed_bytes(geom, dtype, op) + self._unit_bytes(geom, dtype)
         if need > _config.workspace_bytes:
             return (f"{self.name}: needs {need / 2**20:.0f} MiB of scratch (transformed weights) > "
                     f"workspace {_config.workspace_bytes / 2**20:.0f} MiB")
@@ -129,7 +129,7 @@ class Winograd(Algorithm):
         points, itemsize = (self.m + 2) ** geom.nd, np.dtype(dtype).itemsize
         tiles = self._tiles(geom)
         if op == "weight_grad":  # (Og x chunk) @ (chunk x Cg), chunks as long as the workspace allows
-            chunk = min(tiles, (_config.workspace_bytes - self._fixed_bytes(geom, dtype)) // self._tile_bytes(geom, dtype))
+            chunk = min(tiles, (_config.workspace_bytes - self._fixed_bytes(geom, dtype, op)) // self._tile_bytes(geom, dtype))
             shape = (geom.out_per_group, chunk, geom.in_per_group)
         else:  # (Og x Cg) @ (Cg x chunk)
             chunk = min(tiles, max(_MIN_CHUNK_TILES, _CHUNK_BYTES // self._tile_bytes(geom, dtype)))
@@ -140,9 +140,11 @@ class Winograd(Algorithm):
         return (gemm_seconds(self._macs(geom), *shape, 0, itemsize)
                 + moved * itemsize / 4 * (self.m + 2) * WINOGRAD_SECONDS_PER_ELEMENT_TERM)
 
-    def _fixed_bytes(self, geom: ConvGeometry, dtype) -> int:
-        """The transformed filters (or their gradient)."""
-        return (self.m + 2) ** geom.nd * geom.out_channels * geom.in_per_group * np.dtype(dtype).itemsize
+    def _fixed_bytes(self, geom: ConvGeometry, dtype, op: str = "forward") -> int:
+        """The transformed filters; for the weight gradient, their gradient and the workers'
+        partial sums (at most as large again)."""
+        filters = (self.m + 2) ** geom.nd * geom.out_channels * geom.in_per_group * np.dtype(dtype).itemsize
+        return 2 * filters if op == "weight_grad" else filters
 
     def _tile_bytes(self, geom: ConvGeometry, dtype) -> int:
         """Transform-domain scratch of one tile (its inputs and products)."""
@@ -238,7 +240,8 @@ class Winograd(Algorithm):
 
         n = par.workers(self._macs(geom))
         units = geom.batch * rows
-        step = max(1, (_config.workspace_bytes - self._fixed_bytes(geom, dtype)) // self._unit_bytes(geom, dtype))
+        step = max(1, (_config.workspace_bytes - self._fixed_bytes(geom, dtype, "weight_grad"))
+                   // self._unit_bytes(geom, dtype))
         filters = geom.out_channels * cg
         dw = np.empty((filters, 3 ** geom.nd), dtype=dtype)
         with Scratch(dtype) as held:
