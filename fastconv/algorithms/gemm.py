@@ -262,7 +262,7 @@ def _forward_shared_columns(x5: np.ndarray, wm: np.ndarray, geom: ConvGeometry, 
             y_t = np.matmul(wm[:, o0:o1], cols_g, out=scratch.get("y_t", (geom.groups, o1 - o0, cols_g.shape[-1])))
             yf[:, :, o0:o1] = y_t.reshape(geom.groups, o1 - o0, geom.batch, positions).transpose(2, 0, 1, 3)
 
-        par.for_each(par.shares(geom.out_per_group, n), product, n, x5.dtype)
+        par.for_each(par.split(geom.out_per_group, n), product, n, x5.dtype)
 
 
 def _forward_channels_last(x: np.ndarray, w: np.ndarray, geom: ConvGeometry, y: np.ndarray, n: int) -> None:
