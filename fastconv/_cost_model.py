@@ -86,9 +86,9 @@ DIRECT_SECONDS_PER_CALL = 5e-5
 #: (32-channel 3-D volumes, single thread, against 2-D layers whose group packs in 0.4 MB).
 DIRECT_CACHE_BYTES = 32 * 2**20
 #: Factor on the weight gradient's estimate when groups have several input channels (the
-#: dot-product kernel): measured/estimated was 2.0-2.1x gemm's on 64- and 32-channel 3x3 layers
-#: (train.3x3c64.wgrad and (8, 32, 64, 64); interleaved medians of 5 rounds, both cores, 0.1 s
-#: of untimed calls before each round).
+#: dot-product kernel): its measured/estimated ratio was 1.8-2.1x gemm's on 64- and 32-channel
+#: 3x3 layers (train.3x3c64.wgrad and (8, 32, 64, 64); interleaved medians of 5-7 rounds, both
+#: cores). With it, planner_quality.py measures direct's estimates at 0.88-1.0x its times.
 DIRECT_DENSE_WEIGHT_GRAD_FACTOR = 2.0
 #: Calls estimated below this run on one thread: waking a second one costs more (loaded machine:
 #: 8 ms median for a 0.4 ms depthwise call on two threads).
