@@ -54,6 +54,7 @@ at the default 1e-5 keeps F(4,3) off large 3-D layers.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -97,8 +98,7 @@ class Winograd(Algorithm):
             return f"{self.name}: dilation {geom.dilation} is not 1"
         if geom.nd > 3:
             return f"{self.name}: {geom.nd} spatial dimensions; error bounds are measured for 1 to 3"
-        if op == "input_grad":  # the forward algorithm on the adjoint geometry (stride 1 here too)
-            geom, op = geom.for_input_grad(), "forward"
+        geom, op = _as_computed(geom, op)
         error = self.error_bound(geom, dtype, op)
         if error > _config.max_relative_error:
             return (f"{self.name}: est. {np.dtype(dtype)} relative error {error:.1e} > "
@@ -124,8 +124,7 @@ class Winograd(Algorithm):
 
     def cost(self, geom, dtype, op):
         from .._cost_model import WINOGRAD_SECONDS_PER_ELEMENT_TERM, gemm_seconds
-        if op == "input_grad":
-            geom, op = geom.for_input_grad(), "forward"
+        geom, op = _as_computed(geom, op)
         points, itemsize = (self.m + 2) ** geom.nd, np.dtype(dtype).itemsize
         tiles = self._tiles(geom)
         if op == "weight_grad":  # (Og x chunk) @ (chunk x Cg), chunks as long as the workspace allows
@@ -248,9 +247,10 @@ class Winograd(Algorithm):
             du = held.get("du", (points, geom.groups, og, cg))
             for i, chunk in enumerate(par.split(units, -(-units // step))):
                 v, dprod = buffers(chunk, held)
-                steps = ([(transform, v, c_range) for c_range in par.shares(geom.in_channels, n)]
-                         + [(transform_dy, dprod, o_range) for o_range in par.shares(geom.out_channels, n)])
-                par.for_each(steps, lambda item, _: item[0](chunk, item[2], item[1]), n, dtype)
+                steps = ([functools.partial(transform, chunk, c_range, v) for c_range in par.shares(geom.in_channels, n)]
+                         + [functools.partial(transform_dy, chunk, o_range, dprod)
+                            for o_range in par.shares(geom.out_channels, n)])
+                par.for_each(steps, lambda step, _: step(), n, dtype)
                 par.for_each(par.shares(points, n), lambda p_range, scratch: multiply(p_range, v, dprod, scratch, i == 0),
                              n, dtype)
             du_flat = du.reshape(points, filters)
@@ -307,6 +307,12 @@ class Winograd(Algorithm):
         step = max(1, min(free // workers if whole else free, target) // (tile_bytes * tw))
         parts = -(-units // step)
         return par.split(units, max(parts, queued) if whole else parts), workers > 1 and not whole
+
+
+def _as_computed(geom: ConvGeometry, op: str) -> tuple[ConvGeometry, str]:
+    """The geometry and op the kernels run for ``op``: an input gradient is the forward algorithm on
+    the adjoint geometry (stride 1 there too), its filters flipped inside the filter transform."""
+    return (geom.for_input_grad(), "forward") if op == "input_grad" else (geom, op)
 
 
 #: (A, B) per tile size m and dimension d of the error estimate ``u * (A + B*sqrt(Cg))``: 1.5x
