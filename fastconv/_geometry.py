@@ -8,6 +8,7 @@ the forward convolution that maps its output back to its input).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -40,15 +41,15 @@ class ConvGeometry:
     def nd(self) -> int:
         return len(self.in_size)
 
-    @property
+    @functools.cached_property  # hot: every call reads them several times
     def padded_size(self) -> tuple[int, ...]:
         return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_size, self.padding))
 
-    @property
+    @functools.cached_property
     def dilated_kernel(self) -> tuple[int, ...]:
         return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel))
 
-    @property
+    @functools.cached_property
     def out_size(self) -> tuple[int, ...]:
         return tuple((p - e) // s + 1 for p, e, s in zip(self.padded_size, self.dilated_kernel, self.stride))
 

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
-
-import numpy as np
 
 from ._layout import Scratch
 
@@ -95,8 +92,7 @@ def _run_on_workers(items: Sequence[Item], task: Callable[[Item, Scratch], None]
 def split(count: int, parts: int) -> list[tuple[int, int]]:
     """``[start, stop)`` ranges cutting ``count`` into at most ``parts`` near-equal non-empty pieces."""
     parts = max(1, min(parts, count))
-    bounds = np.linspace(0, count, parts + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    return [(count * i // parts, count * (i + 1) // parts) for i in range(parts)]  # integers: linspace took 22 us
 
 
 def shares(count: int, n: int) -> list[tuple[int, int]]:
@@ -134,7 +130,9 @@ def _single_threaded_blas():
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
-    from concurrent.futures import ThreadPoolExecutor  # not at import: it is slow to load
+    from concurrent.futures import (
+        ThreadPoolExecutor,  # not at import: it is slow to load
+    )
     global _pool, _pool_size
     with _pool_lock:
         if _pool is None or _pool_size < size:
