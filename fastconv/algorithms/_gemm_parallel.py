@@ -92,7 +92,7 @@ def _run_on_workers(items: Sequence[Item], task: Callable[[Item, Scratch], None]
 def split(count: int, parts: int) -> list[tuple[int, int]]:
     """``[start, stop)`` ranges cutting ``count`` into at most ``parts`` near-equal non-empty pieces."""
     parts = max(1, min(parts, count))
-    return [(count * i // parts, count * (i + 1) // parts) for i in range(parts)]  # integers: linspace took 22 us
+    return [(count * i // parts, count * (i + 1) // parts) for i in range(parts)]  # integers: linspace cost 14-22 us
 
 
 def shares(count: int, n: int) -> list[tuple[int, int]]:
