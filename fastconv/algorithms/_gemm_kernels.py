@@ -149,25 +149,24 @@ def _whole_samples(x, cols, row0, c0, part, per_group, n0, ksize, stride, dilati
             for od in range(out_d):
                 plane_valid = d_first <= od < d_stop
                 for oh in range(out_h):
-                    if not plane_valid or oh < h_first or oh >= h_stop:
-                        if not adjoint:
-                            for ow in range(wn):
-                                cf[d + ow] = 0
-                    elif adjoint:
+                    if plane_valid and h_first <= oh < h_stop:
                         s = _u(x0 + ((od * sd + off_d) * size_h + oh * sh + off_h) * size_w)
-                        for ow in range(wf, ws):
-                            xf[s + ow * _u(sw)] += cf[d + ow]
-                    else:
-                        s = _u(x0 + ((od * sd + off_d) * size_h + oh * sh + off_h) * size_w)
-                        for ow in range(wf):
-                            cf[d + ow] = 0
-                        if sw == 1:
+                        if adjoint:
                             for ow in range(wf, ws):
-                                cf[d + ow] = xf[s + ow]
+                                xf[s + ow * _u(sw)] += cf[d + ow]
                         else:
-                            for ow in range(wf, ws):
-                                cf[d + ow] = xf[s + ow * _u(sw)]
-                        for ow in range(ws, wn):
+                            for ow in range(wf):
+                                cf[d + ow] = 0
+                            if sw == 1:
+                                for ow in range(wf, ws):
+                                    cf[d + ow] = xf[s + ow]
+                            else:
+                                for ow in range(wf, ws):
+                                    cf[d + ow] = xf[s + ow * _u(sw)]
+                            for ow in range(ws, wn):
+                                cf[d + ow] = 0
+                    elif not adjoint:
+                        for ow in range(wn):
                             cf[d + ow] = 0
                     d += wn
 

@@ -130,9 +130,8 @@ def _single_threaded_blas():
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
-    from concurrent.futures import (
-        ThreadPoolExecutor,  # not at import: it is slow to load
-    )
+    # not at import: concurrent.futures is slow to load
+    from concurrent.futures import ThreadPoolExecutor
     global _pool, _pool_size
     with _pool_lock:
         if _pool is None or _pool_size < size:

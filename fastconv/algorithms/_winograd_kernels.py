@@ -157,6 +157,16 @@ def _lead_pass(m, kind, src, s_row0, s_ch, dst, d_row0, d_ch, outer, inner, size
 
 
 @numba.njit(inline="always")
+def _split_row(m, ph, offsets, src, at, count):  # pragma: no cover - compiled
+    """The row of ``src`` from flat index ``at`` split into its m phases at ``offsets`` in ph, for
+    ``count`` tiles (phase q of tile j is element j*m + q)."""
+    if m == 2:
+        simd.split_2(ph, offsets, src, (at, 0, 0, 0, 0, 0), count)
+    else:
+        simd.split_4(ph, offsets, src, (at, 0, 0, 0, 0, 0), count)
+
+
+@numba.njit(inline="always")
 def _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base):  # pragma: no cover - compiled
     """Phases of tile j of input row x[n, c, s] where its columns may leave [0, col_stop): zeros there."""
     for q in range(m):
@@ -203,10 +213,7 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v
                 # tiles whose m columns all lie in the input
                 offsets = _flat_rows(ph, k, kk, 0, base + j_all_lo)
                 at = ((n * x.shape[1] + c) * x.shape[2] + s) * x.shape[3] + j_all_lo * m - lo
-                if m == 2:
-                    simd.split_2(ph, offsets, x, (at, 0, 0, 0, 0, 0), j_all_hi - j_all_lo)
-                else:
-                    simd.split_4(ph, offsets, x, (at, 0, 0, 0, 0, 0), j_all_hi - j_all_lo)
+                _split_row(m, ph, offsets, x, at, j_all_hi - j_all_lo)
                 for j in range(j_all_lo):  # the others, reaching into the padding
                     _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base)
                 for j in range(j_all_hi, tw):
@@ -275,7 +282,7 @@ def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, 
                 base = uu * tw
                 at = ((n * channels + o) * y.shape[2] + d) * w_out
                 offsets = _flat_rows(out, 0, 1, 0, base)
-                if m == 2:
+                if m == 2:  # the m phases of every tile interleaved into the output row
                     simd.merge_2(y, (at, 0, 0, 0, 0, 0), out, offsets, j_full)
                 else:
                     simd.merge_4(y, (at, 0, 0, 0, 0, 0), out, offsets, j_full)
@@ -316,10 +323,7 @@ def _output_adjoint(m, dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod):  # prag
                 if d >= 0:
                     at = ((n * channels + o) * dy.shape[2] + d) * w_out
                     offsets = _flat_rows(ph, 0, 1, 0, base)
-                    if m == 2:
-                        simd.split_2(ph, offsets, dy, (at, 0, 0, 0, 0, 0), j_full)
-                    else:
-                        simd.split_4(ph, offsets, dy, (at, 0, 0, 0, 0, 0), j_full)
+                    _split_row(m, ph, offsets, dy, at, j_full)
                     j_copied = j_full
                 for j in range(j_copied, tw):  # the partial tile, the spare one, rows beyond the output
                     for q in range(m):
