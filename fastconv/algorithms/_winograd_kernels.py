@@ -1,4 +1,5 @@
-"""Numba kernels of the Winograd algorithm: input tiles to the transform domain and back.
+"""Numba kernels of the Winograd algorithm: input tiles to the transform domain and back, and
+the filters in.
 
 Both walk *tile rows*: unit ``u = n * rows + r`` is tile row ``r`` (a flat index over the
 leading spatial dimensions, see ``_winograd_transforms.row_tables``) of sample ``n``. A tile
@@ -8,7 +9,7 @@ contiguous (channels x tiles) matrix for the batched matmul between them, and th
 column, whose values are never read back, lets every pass below run as one long loop.
 
 Every 1-D transform is one pass across all tiles of a chunk that reads ``alpha`` rows of
-inputs once and writes all ``alpha`` (or ``m``) rows of results (``_row_map``, an LLVM intrinsic
+inputs once and writes all ``alpha`` (or ``m``) rows of results (``_row_maps``, an LLVM intrinsic
 with the transform matrix built in). An input row is first split into its ``m`` phases (``phase[q][j] = row[j*m + q]``),
 after which input ``b`` of tile ``j`` is ``phase[b % m][j + b // m]``, a unit-stride row (the
 spare column absorbs the ``j + 1`` of the last tile). The leading axes are transformed between
@@ -32,30 +33,31 @@ from numba.extending import intrinsic
 from . import _simd as simd
 from . import _winograd_transforms as wt
 
+_u = numba.uint64
 
-def _row_map(matrix):
-    """An intrinsic ``(dst, d_offs, src, s_offs, count)``: ``dst[d_offs[i] + q] = sum_b
-    matrix[i][b] * src[s_offs[b] + q]`` for every row i of the constant ``matrix`` and q < count;
-    offsets are flat element indices into the (C-contiguous) arrays, 6-tuples of which the
-    first rows/columns of ``matrix`` are used.
+
+def _row_maps(matrices):
+    """An intrinsic ``(kind, dst, d_offs, src, s_offs, count)``: ``dst[d_offs[i] + q] = sum_b
+    M[i][b] * src[s_offs[b] + q]`` for every row i of the constant ``M = matrices[kind]`` and
+    q < count; offsets are flat element indices into the (C-contiguous) arrays, 6-tuples of which
+    the first rows/columns of M are used.
 
     Each column block is loaded once into 64-byte registers and all rows of the matrix are
     computed from them, with its zeros skipped and its +-1 entries as additions, the tail
     masked: numba's own loops could only vectorise one output row per pass over the inputs
     (several store streams defeat LLVM's alias checks), re-reading the inputs for every row.
-    Complex arrays are mapped as interleaved real pairs (the matrix is real).
+    Complex arrays are mapped as interleaved real pairs (the matrices are real). ``kind`` picks
+    the matrix's loop by a switch.
     """
-    matrix = tuple(tuple(float(v) for v in row) for row in matrix)
+    matrices = [tuple(tuple(float(v) for v in row) for row in matrix) for matrix in matrices]
 
     @intrinsic
-    def row_map(typingctx, dst, d_offs, src, s_offs, count):
+    def row_map(typingctx, kind, dst, d_offs, src, s_offs, count):
         def codegen(context, builder, signature, args):
-            dst_v, d_offs_v, src_v, s_offs_v, count_v = args
+            kind_v, dst_v, d_offs_v, src_v, s_offs_v, count_v = args
             scalar, size, lanes, vec, pair = simd.real_vector(context, dst.dtype)
             scale = ir.Constant(simd.I64, pair)
             pointers = [simd.data(context, builder, ty, v, scalar) for ty, v in ((dst, dst_v), (src, src_v))]
-            d_offs_l = [builder.mul(builder.extract_value(d_offs_v, i), scale) for i in range(len(matrix))]
-            s_offs_l = [builder.mul(builder.extract_value(s_offs_v, b), scale) for b in range(len(matrix[0]))]
             n = builder.mul(count_v, scale)
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
                                                  f"llvm.fma.v{lanes}f{8 * size}")
@@ -63,7 +65,7 @@ def _row_map(matrix):
             def address(pointer, offset, q):
                 return builder.bitcast(builder.gep(pointer, [builder.add(offset, q)]), vec.as_pointer())
 
-            def rows(values):
+            def rows(matrix, values):
                 out = []
                 for row in matrix:
                     acc = None
@@ -81,46 +83,47 @@ def _row_map(matrix):
                     out.append(acc if acc is not None else ir.Constant(vec, None))
                 return out
 
-            def step(q, load, store):
-                values = [load(address(pointers[1], off, q)) for off in s_offs_l]
-                for off, result in zip(d_offs_l, rows(values)):
-                    store(result, address(pointers[0], off, q))
+            def loop(matrix):
+                d_offs_l = [builder.mul(builder.extract_value(d_offs_v, i), scale) for i in range(len(matrix))]
+                s_offs_l = [builder.mul(builder.extract_value(s_offs_v, b), scale) for b in range(len(matrix[0]))]
 
-            simd.vector_loop(builder, vec, size, n, step)
+                def step(q, load, store):
+                    values = [load(address(pointers[1], off, q)) for off in s_offs_l]
+                    for off, result in zip(d_offs_l, rows(matrix, values)):
+                        store(result, address(pointers[0], off, q))
+
+                simd.vector_loop(builder, vec, size, n, step)
+
+            done = builder.append_basic_block("row_map.done")
+            switch = builder.switch(kind_v, done)
+            for k, matrix in enumerate(matrices):
+                case = builder.append_basic_block(f"row_map.kind{k}")
+                switch.add_case(ir.Constant(kind_v.type, k), case)
+                builder.position_at_end(case)
+                loop(matrix)
+                builder.branch(done)
+            builder.position_at_end(done)
             return context.get_dummy_value()
 
-        return types.void(dst, d_offs, src, s_offs, count), codegen
+        return types.void(kind, dst, d_offs, src, s_offs, count), codegen
 
     return row_map
 
 
 #: The 1-D transforms, named for their matrices: input tiles in (BT, alpha -> alpha), products
-#: back to outputs (AT, alpha -> m), and output gradients in, that map's adjoint (A, m -> alpha).
-_BT, _AT, _A = 0, 1, 2
-_ROWS = {(m, kind): _row_map(matrix) for m in wt.TILE_SIZES
-         for kind, matrix in ((_BT, wt.matrices(m)[0]), (_AT, wt.matrices(m)[2]),
-                              (_A, wt.matrices(m)[2].T))}
-_input_rows_2, _output_rows_2, _adjoint_rows_2 = (_ROWS[2, kind] for kind in (_BT, _AT, _A))
-_input_rows_4, _output_rows_4, _adjoint_rows_4 = (_ROWS[4, kind] for kind in (_BT, _AT, _A))
+#: back to outputs (AT, alpha -> m), output gradients in, that map's adjoint (A, m -> alpha), and
+#: filters in (G, 3 -> alpha), or flipped filters (GF: G's columns reversed).
+_BT, _AT, _A, _G, _GF = 0, 1, 2, 3, 4
+_rows_2, _rows_4 = (_row_maps((bt, at, at.T, g, g[:, ::-1])) for bt, g, at in (wt.matrices(m) for m in (2, 4)))
 
 
 @numba.njit(inline="always")
 def _map_rows(m, kind, dst, d_offs, src, s_offs, count):  # pragma: no cover - compiled
     """The transform ``kind`` of F(m, 3) along one axis over ``count`` columns."""
-    if kind == _BT:
-        if m == 2:
-            _input_rows_2(dst, d_offs, src, s_offs, count)
-        else:
-            _input_rows_4(dst, d_offs, src, s_offs, count)
-    elif kind == _AT:
-        if m == 2:
-            _output_rows_2(dst, d_offs, src, s_offs, count)
-        else:
-            _output_rows_4(dst, d_offs, src, s_offs, count)
-    elif m == 2:
-        _adjoint_rows_2(dst, d_offs, src, s_offs, count)
+    if m == 2:
+        _rows_2(kind, dst, d_offs, src, s_offs, count)
     else:
-        _adjoint_rows_4(dst, d_offs, src, s_offs, count)
+        _rows_4(kind, dst, d_offs, src, s_offs, count)
 
 
 @numba.njit(inline="always")
@@ -143,16 +146,16 @@ def _phase_offsets(m, k, kk, width):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _lead_pass(m, kind, src, s_row0, s_ch, dst, d_row0, d_ch, outer, inner, size):  # pragma: no cover
+def _lead_pass(m, kind, src, s_row0, s_ch, dst, d_row0, d_ch, outer, inner, size, d_col=0):  # pragma: no cover
     """Transform one leading axis: rows s_row0.. of src[:, s_ch] viewed (outer, n_in, inner) into
-    rows d_row0.. of dst[:, d_ch] viewed (outer, n_out, inner) (alpha or m each, by ``kind``);
-    ``size`` tiles per row."""
+    rows d_row0.. of dst[:, d_ch, d_col:] viewed (outer, n_out, inner) (alpha, m or 3 each, by
+    ``kind``); ``size`` tiles (or filters) per row."""
     alpha = m + 2
-    n_in = m if kind == _A else alpha
+    n_in = m if kind == _A else 3 if kind >= _G else alpha
     n_out = m if kind == _AT else alpha
     for o in range(outer):
         for j in range(inner):
-            _map_rows(m, kind, dst, _flat_rows(dst, d_row0 + o * n_out * inner + j, inner, d_ch),
+            _map_rows(m, kind, dst, _flat_rows(dst, d_row0 + o * n_out * inner + j, inner, d_ch, d_col),
                       src, _flat_rows(src, s_row0 + o * n_in * inner + j, inner, s_ch), size)
 
 
@@ -345,6 +348,39 @@ def _output_adjoint(m, dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod):  # prag
                 _lead_pass(m, _A, scratch, here, 0, scratch, region - here, 0, m ** axis, inner, size)
 
 
+#: Filters per block of the filter transform: a block's rows (3^d taps, then alpha^k * 3^(d-k)
+#: after k axes) stay in L1/L2 while every axis is transformed.
+_FILTER_BLOCK = 256
+
+
+@numba.njit(inline="always")
+def _filter_transform(m, kind, w, nd, f0, f1, u):  # pragma: no cover - compiled
+    """u[p, 0, f] = transform point p of filter w[f] (G along every axis; of the flipped filter
+    with ``kind`` _GF) for f0 <= f < f1; w (filters, 3^nd), u (alpha^nd, 1, filters).
+
+    Each block of filters is transposed into rows of taps (a column per filter), then the axes are
+    transformed as passes over rows, as the input transform's leading axes are; the last pass
+    writes into u. (One BLAS product by the Kronecker power of G runs 1.2-2x slower: depth 3^nd.)
+    """
+    alpha = m + 2
+    taps = w.shape[1]
+    region = 3 * alpha ** (nd - 1)  # rows after any pass but the last
+    scratch = np.empty((2 * region, 1, _FILTER_BLOCK), dtype=u.dtype)
+    rows, filters = scratch.reshape(-1), w.reshape(-1)  # flat, unsigned indices: the copy vectorises
+    for b0 in range(f0, f1, _FILTER_BLOCK):
+        nb = min(_FILTER_BLOCK, f1 - b0)
+        for t in range(_u(taps)):
+            for j in range(_u(nb)):
+                rows[t * _u(_FILTER_BLOCK) + j] = filters[(_u(b0) + j) * _u(taps) + t]
+        for axis in range(nd):
+            here = (axis % 2) * region
+            inner = 3 ** (nd - 1 - axis)
+            if axis == nd - 1:
+                _lead_pass(m, kind, scratch, here, 0, u, 0, 0, alpha ** axis, inner, nb, b0)
+            else:
+                _lead_pass(m, kind, scratch, here, 0, scratch, region - here, 0, alpha ** axis, inner, nb)
+
+
 # Entry points with the tile size a compile-time constant (strides and loop bounds specialised);
 # serial and GIL-free: callers run chunks on worker threads.
 @numba.njit(nogil=True, cache=True, fastmath={"contract"})
@@ -377,7 +413,19 @@ def _output_adjoint_4(dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod):  # pragm
     _output_adjoint(4, dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod)
 
 
-#: m -> input / output transform kernel, and the output transform's adjoint (weight gradients).
+@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+def _filter_transform_2(w, nd, flipped, f0, f1, u):  # pragma: no cover - compiled
+    _filter_transform(2, _GF if flipped else _G, w, nd, f0, f1, u)
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+def _filter_transform_4(w, nd, flipped, f0, f1, u):  # pragma: no cover - compiled
+    _filter_transform(4, _GF if flipped else _G, w, nd, f0, f1, u)
+
+
+#: m -> input / output transform kernel, the output transform's adjoint (weight gradients), and the
+#: filter transform.
 INPUT_TRANSFORM = {2: _input_transform_2, 4: _input_transform_4}
 OUTPUT_TRANSFORM = {2: _output_transform_2, 4: _output_transform_4}
 OUTPUT_ADJOINT = {2: _output_adjoint_2, 4: _output_adjoint_4}
+FILTER_TRANSFORM = {2: _filter_transform_2, 4: _filter_transform_4}

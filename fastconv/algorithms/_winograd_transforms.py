@@ -52,22 +52,6 @@ def kron_power(m: int, which: int, power: int) -> np.ndarray:
     return out
 
 
-def weight_transform(w: np.ndarray, geom: ConvGeometry, m: int, out: np.ndarray | None = None,
-                     points: tuple[int, int] | None = None, flipped: bool = False) -> np.ndarray:
-    """(O, Cg, 3, ..., 3) -> U (alpha^d, G, Og, Cg): the filters in the transform domain, one
-    (Og x Cg) matrix per transform point and group, as the batched matmul wants them; written
-    into ``out`` (alpha^d, O*Cg) when given, only its transform points ``points`` if given.
-    ``flipped``: of the filters flipped along every axis (the input gradient's), by reversing
-    the flattened taps, which reverses each axis at once."""
-    g_nd = kron_power(m, 1, geom.nd).astype(w.dtype)
-    g_nd = g_nd[:, ::-1] if flipped else g_nd
-    if out is None:
-        out = np.empty((g_nd.shape[0], geom.out_channels * geom.in_per_group), dtype=w.dtype)
-    p0, p1 = points or (0, g_nd.shape[0])
-    np.matmul(g_nd[p0:p1], w.reshape(geom.out_channels * geom.in_per_group, -1).T, out=out[p0:p1])
-    return out.reshape(-1, geom.groups, geom.out_per_group, geom.in_per_group)
-
-
 def weight_transform_adjoint(du: np.ndarray, geom: ConvGeometry, m: int, dw: np.ndarray,
                              columns: tuple[int, int]) -> None:
     """The transpose of :func:`weight_transform` on the filters ``columns`` (a range of O*Cg): U's

@@ -192,12 +192,7 @@ class Winograd(Algorithm):
         n = par.workers(self._macs(geom))
         chunks, split_chunks = self._chunks(geom, dtype, rows, n)
         with Scratch(dtype) as held:
-            u_flat = held.get("u", (points, geom.out_channels * cg))
-            w_rows = np.ascontiguousarray(w)  # once, not per worker
-            par.for_each(par.split(points, n), lambda p, _: wt.weight_transform(w_rows, w_geom, m, u_flat, p, flipped), n,
-                         dtype)
-            u = u_flat.reshape(points, geom.groups, w_geom.out_per_group, w_geom.in_per_group)
-            u = u.swapaxes(-1, -2) if flipped else u  # (G, Og, Cg) of w_geom is (G, Cg, Og) of geom
+            u = _transformed_filters(w, w_geom, m, flipped, held, n)
             if not split_chunks:  # each worker takes whole chunks
                 par.for_each(chunks, whole, n, dtype)
             else:  # few chunks, many channels: workers share each chunk's channels, then its transform points
@@ -307,6 +302,21 @@ class Winograd(Algorithm):
         step = max(1, min(free // workers if whole else free, target) // (tile_bytes * tw))
         parts = -(-units // step)
         return par.split(units, max(parts, queued) if whole else parts), workers > 1 and not whole
+
+
+def _transformed_filters(w: np.ndarray, w_geom: ConvGeometry, m: int, flipped: bool, scratch: Scratch,
+                         n: int) -> np.ndarray:
+    """U (alpha^d, G, Og, Cg) of the computed geometry: the filters ``w`` of ``w_geom`` in the
+    transform domain, one (Og x Cg) matrix per transform point and group, as the batched matmul
+    wants them; for an input gradient (``flipped``), of the flipped filters, w_geom's channels
+    swapped. ``n`` workers take ranges of the filters."""
+    from ._winograd_kernels import FILTER_TRANSFORM
+    filters, points = w_geom.out_channels * w_geom.in_per_group, (m + 2) ** w_geom.nd
+    w_rows = np.ascontiguousarray(w).reshape(filters, -1)
+    u = scratch.get("u", (points, 1, filters))
+    par.for_each(par.split(filters, n), lambda f, _: FILTER_TRANSFORM[m](w_rows, w_geom.nd, flipped, *f, u), n, u.dtype)
+    u = u.reshape(points, w_geom.groups, w_geom.out_per_group, w_geom.in_per_group)
+    return u.swapaxes(-1, -2) if flipped else u  # (G, Og, Cg) of w_geom is (G, Cg, Og) of geom
 
 
 def _as_computed(geom: ConvGeometry, op: str) -> tuple[ConvGeometry, str]:
