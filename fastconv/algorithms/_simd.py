@@ -154,3 +154,37 @@ def phases(m: int, merge: bool):
 
 
 split_2, split_4, merge_2, merge_4 = phases(2, False), phases(4, False), phases(2, True), phases(4, True)
+
+
+@intrinsic
+def window_copy(typingctx, dst, d0, src, s0, lo, hi, count):
+    """``dst[d0 + q] = src[s0 + q]`` for ``lo <= q < hi``, zero for the other ``q < count`` (flat
+    arrays; src is read only inside the window, so ``s0 + q`` may leave the array outside it): a
+    padded row of im2col in one masked load and store per vector, where three scalar-tailed
+    loops (zeros, copy, zeros) spent most of their time outside their vector parts on short rows."""
+    def codegen(context, builder, signature, args):
+        dst_v, d0_v, src_v, s0_v, lo_v, hi_v, count_v = args
+        scalar, size, lanes, vec, pair = real_vector(context, dst.dtype)
+        dst_p, src_p = (data(context, builder, ty, v, scalar) for ty, v in ((dst, dst_v), (src, src_v)))
+        scale = ir.Constant(I64, pair)
+        d0_s, s0_s = builder.mul(d0_v, scale), builder.mul(s0_v, scale)
+        lo_s, hi_s = (builder.trunc(builder.mul(v, scale), I32) for v in (lo_v, hi_v))
+        lane_type = ir.VectorType(I32, lanes)
+        lane_ids = ir.Constant(lane_type, list(range(lanes)))
+
+        def splat(value):
+            return builder.shuffle_vector(builder.insert_element(ir.Constant(lane_type, ir.Undefined), value,
+                                                                 ir.Constant(I32, 0)),
+                                          ir.Constant(lane_type, ir.Undefined), ir.Constant(lane_type, None))
+
+        def step(q, load, store):
+            at = builder.add(splat(builder.trunc(q, I32)), lane_ids)
+            inside = builder.and_(builder.icmp_signed(">=", at, splat(lo_s)), builder.icmp_signed("<", at, splat(hi_s)))
+            source = builder.bitcast(builder.gep(src_p, [builder.add(s0_s, q)]), vec.as_pointer())
+            store(masked_load(builder, vec, size, source, inside),
+                  builder.bitcast(builder.gep(dst_p, [builder.add(d0_s, q)]), vec.as_pointer()))
+
+        vector_loop(builder, vec, size, builder.mul(count_v, scale), step)
+        return context.get_dummy_value()
+
+    return types.void(dst, types.int64, src, types.int64, types.int64, types.int64, types.int64), codegen
