@@ -32,6 +32,8 @@ GEOMETRIES = [
     ((2, 4, 7, 8), (4, 1, 4, 4), 3, 2, 2, 4),  # depthwise, kernel wider than the stride phases
     ((1, 1, 300), (5, 1, 7), 1, 3, 1, 1),  # single-channel 1-D stem
     ((2, 2, 4, 5, 6), (6, 1, 3, 2, 3), 2, (1, 0, 1), 1, 2),  # 3-D depthwise, multiplier 3
+    ((2, 3, 10, 9), (13, 3, 3, 3), 1, 1, 1, 1),  # 13 outputs: an 8-output tile, a 4-output one, a single
+    ((1, 1, 300), (9, 1, 7), 2, 3, 1, 1),  # single-channel stem, multiplier 9: 8-output tiles over stride phases
 ]
 
 
