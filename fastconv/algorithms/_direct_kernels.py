@@ -133,7 +133,8 @@ def _pack_pairs(x, xbase, size, dst, pbase, phase, lo, stride, q, fd, fh, a0, a1
         for b in range(b0, b1):
             row = pbase + (a * qh + b) * qw
             src = xbase + ((a * sd + fd - lo[0]) * size_h + b * sh + fh - lo[1]) * size_w - lo[2]
-            simd.split_2(dst, (row + c0, row + phase + c0, 0, 0, 0, 0), x, (src + 2 * c0, 0, 0, 0, 0, 0), c1 - c0)
+            simd.split_2(dst, (row + c0, row + phase + c0, 0, 0, 0, 0), x, (src + 2 * c0, 0, 0, 0, 0, 0), c1 - c0,
+                         0, 2 * (c1 - c0))
             for fw in range(2):
                 first, stop = (first0, stop0) if fw == 0 else (first1, stop1)
                 for c in range(first, min(c0, stop)):

@@ -89,21 +89,22 @@ def _suffix(vec: ir.VectorType, size: int) -> str:
 
 
 def phases(m: int, merge: bool):
-    """An intrinsic ``(dst, d_offs, src, s_offs, count)`` between a row and its m phases, with
-    vector shuffles (``m`` 64-byte loads per ``m`` stores, the tail masked), where scalar loops
-    moved one element at a time. Offsets are flat, 6-tuples of which the first m (phases) or the
-    first (the row) are used:
+    """An intrinsic between a row and its m phases, with vector shuffles (``m`` 64-byte loads per
+    ``m`` stores, the tail masked), where scalar loops moved one element at a time. Offsets are
+    flat, 6-tuples of which the first m (phases) or the first (the row) are used:
 
-    * split (``merge`` False): ``dst[d_offs[q] + j] = src[s_offs[0] + j*m + q]``;
-    * merge: ``dst[d_offs[0] + j*m + q] = src[s_offs[q] + j]``; for q < m, j < count.
+    * split (``merge`` False), ``(dst, d_offs, src, s_offs, count, lo, hi)``:
+      ``dst[d_offs[q] + j] = src[s_offs[0] + e]`` for the row element ``e = j*m + q`` in the window
+      ``lo <= e < hi``, zero outside it, where the row is not read (a padded edge, or a row
+      beyond the array, in the same pass as the rest);
+    * merge, ``(dst, d_offs, src, s_offs, count)``: ``dst[d_offs[0] + j*m + q] = src[s_offs[q] + j]``;
 
-    Complex elements move as pairs of reals.
+    for q < m, j < count. Complex elements move as pairs of reals.
     """
 
-    @intrinsic
-    def row_phases(typingctx, dst, d_offs, src, s_offs, count):
+    def make_codegen(dst, src):
         def codegen(context, builder, signature, args):
-            dst_v, d_offs_v, src_v, s_offs_v, count_v = args
+            dst_v, d_offs_v, src_v, s_offs_v, count_v = args[:5]
             scalar, size, lanes, vec, pair = real_vector(context, dst.dtype)
             dst_p, src_p = (data(context, builder, ty, v, scalar) for ty, v in ((dst, dst_v), (src, src_v)))
             scale = ir.Constant(I64, pair)
@@ -135,20 +136,48 @@ def phases(m: int, merge: bool):
             def address(pointer, offset):
                 return builder.bitcast(builder.gep(pointer, [offset]), vec.as_pointer())
 
+            if not merge:  # the window, in floats of the row
+                lane_type = ir.VectorType(I32, lanes)
+                lo_f, hi_f = (builder.trunc(builder.mul(v, scale), I32) for v in args[5:7])
+
+                def splat(value):
+                    return builder.shuffle_vector(builder.insert_element(ir.Constant(lane_type, ir.Undefined), value,
+                                                                         ir.Constant(I32, 0)),
+                                                  ir.Constant(lane_type, ir.Undefined), ir.Constant(lane_type, None))
+
+                def windowed(q):  # loads of the row's vector i, masked to the window
+                    def load_row(pointer, i, per):
+                        at = builder.add(splat(builder.trunc(builder.add(builder.mul(q, ir.Constant(I64, m)),
+                                                                         ir.Constant(I64, i * lanes)), I32)),
+                                         ir.Constant(lane_type, list(range(lanes))))
+                        inside = builder.and_(builder.icmp_signed(">=", at, splat(lo_f)),
+                                              builder.icmp_signed("<", at, splat(hi_f)))
+                        return masked_load(builder, vec, size, pointer, inside)
+                    return load_row
+
             def step(q, load, store):  # q: floats of each phase; the row moves m times as many
                 row = builder.add(row_off, builder.mul(q, ir.Constant(I64, m)))
                 row_side = [(address(dst_p if merge else src_p, builder.add(row, ir.Constant(I64, i * lanes))), i, m)
                             for i in range(m)]
                 phase_side = [(address(src_p if merge else dst_p, builder.add(off, q)), 0, 1) for off in phase_offs]
                 sources, targets = (phase_side, row_side) if merge else (row_side, phase_side)
-                values = [load(*source) for source in sources]
+                values = [(load if merge else windowed(q))(*source) for source in sources]
                 for value, target in zip(shuffled(values), targets):
                     store(value, *target)
 
             vector_loop(builder, vec, size, builder.mul(count_v, scale), step)
             return context.get_dummy_value()
 
-        return types.void(dst, d_offs, src, s_offs, count), codegen
+        return codegen
+
+    if merge:
+        @intrinsic
+        def row_phases(typingctx, dst, d_offs, src, s_offs, count):
+            return types.void(dst, d_offs, src, s_offs, count), make_codegen(dst, src)
+    else:
+        @intrinsic
+        def row_phases(typingctx, dst, d_offs, src, s_offs, count, lo, hi):
+            return types.void(dst, d_offs, src, s_offs, count, lo, hi), make_codegen(dst, src)
 
     return row_phases
 

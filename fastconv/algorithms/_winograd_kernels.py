@@ -160,21 +160,14 @@ def _lead_pass(m, kind, src, s_row0, s_ch, dst, d_row0, d_ch, outer, inner, size
 
 
 @numba.njit(inline="always")
-def _split_row(m, ph, offsets, src, at, count):  # pragma: no cover - compiled
+def _split_row(m, ph, offsets, src, at, count, lo, hi):  # pragma: no cover - compiled
     """The row of ``src`` from flat index ``at`` split into its m phases at ``offsets`` in ph, for
-    ``count`` tiles (phase q of tile j is element j*m + q)."""
+    ``count`` tiles (phase q of tile j is element j*m + q), reading only the elements in
+    [lo, hi) of the row: zeros elsewhere (padding, or the spare tile beyond the row)."""
     if m == 2:
-        simd.split_2(ph, offsets, src, (at, 0, 0, 0, 0, 0), count)
+        simd.split_2(ph, offsets, src, (at, 0, 0, 0, 0, 0), count, lo, hi)
     else:
-        simd.split_4(ph, offsets, src, (at, 0, 0, 0, 0, 0), count)
-
-
-@numba.njit(inline="always")
-def _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base):  # pragma: no cover - compiled
-    """Phases of tile j of input row x[n, c, s] where its columns may leave [0, col_stop): zeros there."""
-    for q in range(m):
-        w = j * m + q - lo
-        ph[q * kk + k, 0, base + j] = x[n, c, s, w] if 0 <= w < col_stop else ph.dtype.type(0)
+        simd.split_4(ph, offsets, src, (at, 0, 0, 0, 0, 0), count, lo, hi)
 
 
 @numba.njit(inline="always")
@@ -187,13 +180,8 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v
     """
     rows, kk = src_rows.shape
     alpha = m + 2
-    zero = v.dtype.type(0)
     tw = t_last + 1
     size = (u1 - u0) * tw
-    # phase q of a row holds input columns j*m + q - lo; tiles j_all_lo <= j < j_all_hi read
-    # real columns, in [0, col_stop), in every phase
-    j_all_lo = min(max(0, -(-lo // m)), tw)
-    j_all_hi = max(j_all_lo, min(tw, (col_stop + lo - m) // m + 1))
     ph = np.zeros((m * kk, 1, size + 1), dtype=v.dtype)  # phase q of lead position k in row q*kk + k
     # two regions of rows (k, nu) for the passes over the axes; never swapped as variables
     # (numba then loses track of the arrays and the loops stop vectorising)
@@ -205,22 +193,11 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v
             r = (u0 + uu) - n * rows
             base = uu * tw
             for k in range(kk):
+                # phase-split the row: element e = j*m + q is input column e - lo, read inside
+                # [0, col_stop), zero in the padding; a row of padding (s < 0) reads nothing
                 s = src_rows[r, k]
-                # phase-split the row (explicit loops: numba's slice assignments and views cost more
-                # than these short rows)
-                if s < 0:
-                    for q in range(m):
-                        for j in range(tw):
-                            ph[q * kk + k, 0, base + j] = zero
-                    continue
-                # tiles whose m columns all lie in the input
-                offsets = _flat_rows(ph, k, kk, 0, base + j_all_lo)
-                at = ((n * x.shape[1] + c) * x.shape[2] + s) * x.shape[3] + j_all_lo * m - lo
-                _split_row(m, ph, offsets, x, at, j_all_hi - j_all_lo)
-                for j in range(j_all_lo):  # the others, reaching into the padding
-                    _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base)
-                for j in range(j_all_hi, tw):
-                    _split_edge(m, x, n, c, s, j, lo, col_stop, ph, k, kk, base)
+                at = ((n * x.shape[1] + c) * x.shape[2] + max(s, 0)) * x.shape[3] - lo
+                _split_row(m, ph, _flat_rows(ph, k, kk, 0, base), x, at, tw, lo, lo + col_stop if s >= 0 else lo)
         # last axis into rows (k, nu): of v itself in 1-D, else of the scratch
         for k in range(kk):
             phases = _phase_offsets(m, k, kk, size + 1)
@@ -307,10 +284,8 @@ def _output_adjoint(m, dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod):  # prag
     w_out = dy.shape[3]
     rows, km = dst_rows.shape
     alpha = m + 2
-    zero = dprod.dtype.type(0)
     tw = t_last + 1
     size = (u1 - u0) * tw
-    j_full = min(t_last, w_out // m)
     region = m * alpha ** (nd - 1) if nd > 1 else 0
     scratch = np.empty((2 * region, 1, size), dtype=dprod.dtype)
     ph = np.empty((m, 1, size), dtype=dprod.dtype)  # phase q of every tile: its output column j*m + q
@@ -320,18 +295,11 @@ def _output_adjoint(m, dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod):  # prag
             for uu in range(u1 - u0):
                 n = (u0 + uu) // rows
                 r = (u0 + uu) - n * rows
+                # the row's phases, zero beyond the output (the partial and spare tiles) and in rows
+                # beyond it (d < 0)
                 d = dst_rows[r, qq]
-                base = uu * tw
-                j_copied = 0
-                if d >= 0:
-                    at = ((n * channels + o) * dy.shape[2] + d) * w_out
-                    offsets = _flat_rows(ph, 0, 1, 0, base)
-                    _split_row(m, ph, offsets, dy, at, j_full)
-                    j_copied = j_full
-                for j in range(j_copied, tw):  # the partial tile, the spare one, rows beyond the output
-                    for q in range(m):
-                        col = j * m + q
-                        ph[q, 0, base + j] = dy[n, o, d, col] if d >= 0 and j < t_last and col < w_out else zero
+                at = ((n * channels + o) * dy.shape[2] + max(d, 0)) * w_out
+                _split_row(m, ph, _flat_rows(ph, 0, 1, 0, uu * tw), dy, at, tw, 0, w_out if d >= 0 else 0)
             # last axis, m -> alpha: into dprod in 1-D, else into rows (qq, nu) of the scratch
             if nd == 1:
                 _map_rows(m, _A, dprod, _flat_rows(dprod, 0, 1, o), ph, _flat_rows(ph, 0, 1, 0), size)
