@@ -121,26 +121,15 @@ def _pack(x, xbase, size, dst, dbase, lo, stride, q):
 @numba.njit(cache=True)
 def _pack_pairs(x, xbase, size, dst, pbase, phase, lo, stride, q, fd, fh, a0, a1, b0, b1):
     """The two column phases of :func:`_pack` for stride 2 along the last axis, split together by
-    vector shuffles where both read inside the row (scalar copies at the padded edges)."""
+    vector shuffles, zeros where a row reaches into the padding."""
     sd, sh, _ = stride
     qh, qw = q[1], q[2]
     size_h, size_w = size[1], size[2]
-    first0, stop0 = _valid_range(-lo[2], 2, size_w, qw)
-    first1, stop1 = _valid_range(1 - lo[2], 2, size_w, qw)
-    c0 = max(first0, first1)
-    c1 = max(c0, min(stop0, stop1))
     for a in range(a0, a1):
         for b in range(b0, b1):
             row = pbase + (a * qh + b) * qw
-            src = xbase + ((a * sd + fd - lo[0]) * size_h + b * sh + fh - lo[1]) * size_w - lo[2]
-            simd.split_2(dst, (row + c0, row + phase + c0, 0, 0, 0, 0), x, (src + 2 * c0, 0, 0, 0, 0, 0), c1 - c0,
-                         0, 2 * (c1 - c0))
-            for fw in range(2):
-                first, stop = (first0, stop0) if fw == 0 else (first1, stop1)
-                for c in range(first, min(c0, stop)):
-                    dst[_U(row + fw * phase + c)] = x[_U(src + c * 2 + fw)]
-                for c in range(max(c1, first), stop):
-                    dst[_U(row + fw * phase + c)] = x[_U(src + c * 2 + fw)]
+            src = xbase + ((a * sd + fd - lo[0]) * size_h + b * sh + fh - lo[1]) * size_w - lo[2]  # column -lo
+            simd.split_2(dst, (row, row + phase, 0, 0, 0, 0), x, (src, 0, 0, 0, 0, 0), qw, lo[2], lo[2] + size_w)
 
 
 @intrinsic
