@@ -145,6 +145,7 @@ def _whole_samples(cols, row0, c0, part, per_group, n0, x, ksize, stride, dilati
         per_tap[t] = (off_d, off_h, off_w, *_valid_range(off_d, sd, size_d, out_d),
                       *_valid_range(off_h, sh, size_h, out_h), *_valid_range(off_w, sw, size_w, out_w))
     wn = _u(out_w)
+    plane = out_h * out_w
     gj, t = divmod(row0, taps)
     for row in range(rows):
         g = gj // part
@@ -155,7 +156,6 @@ def _whole_samples(cols, row0, c0, part, per_group, n0, x, ksize, stride, dilati
         if t == taps:
             t = 0
             gj += 1
-        plane = out_h * out_w
         for i in range(nt):
             d = _u((row * nt + i) * lt)
             x0 = ((n0 + i) * channels + c) * size_d * size_h * size_w + off_w

@@ -37,12 +37,28 @@ def data(context, builder, array_type, array, scalar: ir.Type):
                            scalar.as_pointer())
 
 
+def _splat(builder, lanes: int, value):
+    """An i32 vector of ``lanes`` copies of ``value`` (an i32)."""
+    lane_type = ir.VectorType(I32, lanes)
+    one = builder.insert_element(ir.Constant(lane_type, ir.Undefined), value, ir.Constant(I32, 0))
+    return builder.shuffle_vector(one, ir.Constant(lane_type, ir.Undefined), ir.Constant(lane_type, None))
+
+
+def _lane_ids(lanes: int):
+    """The i32 vector 0, 1, ..., lanes - 1."""
+    return ir.Constant(ir.VectorType(I32, lanes), list(range(lanes)))
+
+
 def tail_mask(builder, lanes: int, rest):
     """The lanes below ``rest`` (an i32; none when it is negative, all when it exceeds the lanes)."""
-    lane_type = ir.VectorType(I32, lanes)
-    splat = builder.shuffle_vector(builder.insert_element(ir.Constant(lane_type, ir.Undefined), rest, ir.Constant(I32, 0)),
-                                   ir.Constant(lane_type, ir.Undefined), ir.Constant(lane_type, None))
-    return builder.icmp_signed("<", ir.Constant(lane_type, list(range(lanes))), splat)
+    return builder.icmp_signed("<", _lane_ids(lanes), _splat(builder, lanes, rest))
+
+
+def window_mask(builder, lanes: int, first, lo, hi):
+    """The lanes whose index ``first + lane`` (``first`` an i64, ``lo`` and ``hi`` i32) lies in [lo, hi)."""
+    at = builder.add(_splat(builder, lanes, builder.trunc(first, I32)), _lane_ids(lanes))
+    return builder.and_(builder.icmp_signed(">=", at, _splat(builder, lanes, lo)),
+                        builder.icmp_signed("<", at, _splat(builder, lanes, hi)))
 
 
 def masked_load(builder, vec: ir.VectorType, size: int, pointer, mask):
@@ -137,22 +153,12 @@ def phases(m: int, merge: bool):
                 return builder.bitcast(builder.gep(pointer, [offset]), vec.as_pointer())
 
             if not merge:  # the window, in floats of the row
-                lane_type = ir.VectorType(I32, lanes)
                 lo_f, hi_f = (builder.trunc(builder.mul(v, scale), I32) for v in args[5:7])
-
-                def splat(value):
-                    return builder.shuffle_vector(builder.insert_element(ir.Constant(lane_type, ir.Undefined), value,
-                                                                         ir.Constant(I32, 0)),
-                                                  ir.Constant(lane_type, ir.Undefined), ir.Constant(lane_type, None))
 
                 def windowed(q):  # loads of the row's vector i, masked to the window
                     def load_row(pointer, i, per):
-                        at = builder.add(splat(builder.trunc(builder.add(builder.mul(q, ir.Constant(I64, m)),
-                                                                         ir.Constant(I64, i * lanes)), I32)),
-                                         ir.Constant(lane_type, list(range(lanes))))
-                        inside = builder.and_(builder.icmp_signed(">=", at, splat(lo_f)),
-                                              builder.icmp_signed("<", at, splat(hi_f)))
-                        return masked_load(builder, vec, size, pointer, inside)
+                        first = builder.add(builder.mul(q, ir.Constant(I64, m)), ir.Constant(I64, i * lanes))
+                        return masked_load(builder, vec, size, pointer, window_mask(builder, lanes, first, lo_f, hi_f))
                     return load_row
 
             def step(q, load, store):  # q: floats of each phase; the row moves m times as many
@@ -198,19 +204,10 @@ def window_copy(typingctx, dst, d0, src, s0, lo, hi, count):
         scale = ir.Constant(I64, pair)
         d0_s, s0_s = builder.mul(d0_v, scale), builder.mul(s0_v, scale)
         lo_s, hi_s = (builder.trunc(builder.mul(v, scale), I32) for v in (lo_v, hi_v))
-        lane_type = ir.VectorType(I32, lanes)
-        lane_ids = ir.Constant(lane_type, list(range(lanes)))
-
-        def splat(value):
-            return builder.shuffle_vector(builder.insert_element(ir.Constant(lane_type, ir.Undefined), value,
-                                                                 ir.Constant(I32, 0)),
-                                          ir.Constant(lane_type, ir.Undefined), ir.Constant(lane_type, None))
 
         def step(q, load, store):
-            at = builder.add(splat(builder.trunc(q, I32)), lane_ids)
-            inside = builder.and_(builder.icmp_signed(">=", at, splat(lo_s)), builder.icmp_signed("<", at, splat(hi_s)))
             source = builder.bitcast(builder.gep(src_p, [builder.add(s0_s, q)]), vec.as_pointer())
-            store(masked_load(builder, vec, size, source, inside),
+            store(masked_load(builder, vec, size, source, window_mask(builder, lanes, q, lo_s, hi_s)),
                   builder.bitcast(builder.gep(dst_p, [builder.add(d0_s, q)]), vec.as_pointer()))
 
         vector_loop(builder, vec, size, builder.mul(count_v, scale), step)
