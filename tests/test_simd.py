@@ -1,6 +1,7 @@
 """The LLVM shuffle intrinsics between a row and its stride phases (``algorithms/_simd.py``):
 exact element moves for every dtype, for counts below, at and above a vector's width (the masked
-tail), never touching memory outside the given ranges."""
+tail), never touching memory outside the given ranges; the split's window (zeros outside it,
+nothing read there) and the im2col line copy (``window_copy``)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ def _kernels(m):
     split, merge = SPLIT[m], MERGE[m]
 
     @numba.njit
-    def split_row(dst, d_offs, src, start, count):
-        split(dst, d_offs, src, (start, 0, 0, 0, 0, 0), count)
+    def split_row(dst, d_offs, src, start, count, lo, hi):
+        split(dst, d_offs, src, (start, 0, 0, 0, 0, 0), count, lo, hi)
 
     @numba.njit
     def merge_row(dst, start, src, s_offs, count):
@@ -39,7 +40,7 @@ def test_split_then_merge_moves_exactly_the_row(m, dtype, count):
         row = row + 1j * row[::-1]
     offsets = tuple(q * gap + 1 for q in range(m)) + (0,) * (6 - m)
     phases = np.full(m * gap + 2, -7, dtype=dtype)
-    split_row(phases, offsets, row, start, count)
+    split_row(phases, offsets, row, start, count, 0, m * count)
     for q in range(m):
         np.testing.assert_array_equal(phases[offsets[q]:offsets[q] + count], row[start + q::m][:count])
     written = np.zeros(phases.size, dtype=bool)
@@ -51,3 +52,41 @@ def test_split_then_merge_moves_exactly_the_row(m, dtype, count):
     merge_row(back, start, phases, offsets, count)
     np.testing.assert_array_equal(back[start:start + m * count], row[start:start + m * count])
     assert np.all(back[:start] == -7) and np.all(back[start + m * count:] == -7), "merge wrote outside the row"
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("count, lo, hi", [(9, 3, 17), (20, 5, 5), (20, 0, 80), (3, -4, 2), (40, 7, 200)])
+def test_split_reads_only_its_window(m, dtype, count, lo, hi):
+    """Row elements e = j*m + q outside [lo, hi) come out zero, also where the row starts before
+    the array (the padding of a first row): only the window is read."""
+    split_row, _ = _kernels(m)
+    source = (np.arange(m * count + 8) + 1).astype(dtype)
+    start = -3  # the row's element e is source[e - 3]: its first elements lie before the array
+    lo, hi = max(lo, 3), min(hi, source.size + 3)
+    offsets = tuple(q * count for q in range(m)) + (0,) * (6 - m)
+    phases = np.full(m * count, -7, dtype=dtype)
+    split_row(phases, offsets, source, start, count, lo, hi)
+    for q in range(m):
+        e = np.arange(count) * m + q
+        expected = np.where((e >= lo) & (e < hi), source[np.clip(e + start, 0, source.size - 1)], 0)
+        np.testing.assert_array_equal(phases[q * count:(q + 1) * count], expected)
+
+
+@numba.njit
+def _window_copy(dst, d0, src, s0, lo, hi, count):
+    simd.window_copy(dst, d0, src, s0, lo, hi, count)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+@pytest.mark.parametrize("count, lo, hi", [(7, 1, 6), (7, 0, 0), (16, 1, 16), (33, 2, 30), (5, 1, 5)])
+def test_window_copy_pads_a_line(dtype, count, lo, hi):
+    """dst[d0 + q] = src[s0 + q] inside [lo, hi), zero for the rest of the count, nothing beyond it;
+    s0 = -1 puts q = 0 before src, which the window (lo >= 1) never reads."""
+    src = (np.arange(count + 4) + 1).astype(dtype)
+    dst = np.full(count + 6, -7, dtype=dtype)
+    _window_copy(dst, 2, src, -1, lo, hi, count)  # src[s0 + q] with s0 = -1: q = 0 lies before src
+    q = np.arange(count)
+    expected = np.where((q >= lo) & (q < hi), src[np.clip(q - 1, 0, None)], 0)
+    np.testing.assert_array_equal(dst[2:2 + count], expected)
+    assert np.all(dst[:2] == -7) and np.all(dst[2 + count:] == -7), "window_copy wrote outside its count"
