@@ -123,15 +123,17 @@ def _line_runs(xf, x0, size_w, cf, c0, lt, l0, off_d, off_h, w_first, w_stop, st
 
 
 @numba.njit(inline="always")
-def _whole_samples(cols, row0, c0, part, per_group, n0, x, ksize, stride, dilation, lo, out_size, adjoint):
-    """im2col (``adjoint`` False) or col2im-add of a tile of whole samples: as :func:`_line_runs`,
-    but every line of a (row, sample) has the same valid columns, so the line loops have
-    loop-invariant bounds and compile to straight copies. Row ``row0 + r`` is (group g, channel
-    k < part, tap): channel ``g * per_group + c0 + k`` of ``x``.
+def _whole_samples(cols, row0, c0, part, per_group, n0, x, ksize, stride, dilation, lo, out_size, line):
+    """im2col (``line`` one of _UNIT, _EVERY_2ND, _STRIDED: how a line of columns is read) or
+    col2im-add (``line`` _COL2IM) of a tile of whole samples: as :func:`_line_runs`, but every
+    line of a (row, sample) has the same valid columns, so the line loops have loop-invariant
+    bounds and compile to straight copies. Row ``row0 + r`` is (group g, channel k < part, tap):
+    channel ``g * per_group + c0 + k`` of ``x``.
 
-    Inlined into one kernel per direction (``adjoint`` a constant), and each tap's offsets and
-    valid ranges computed once, not per row: on the short rows of a 7x7 layer the col2im loop's
-    presence and the per-row integer divisions cost im2col 1.5x each."""
+    Inlined into one kernel per kind of line (``line`` a constant), and each tap's offsets and
+    valid ranges computed once, not per row: on the short rows of a 7x7 layer the other kinds'
+    loops and the per-row integer divisions cost im2col 1.4-1.5x each."""
+    adjoint = line == _COL2IM
     rows, nt, lt = cols.shape
     channels = x.shape[1]
     size_d, size_h, size_w = x.shape[2], x.shape[3], x.shape[4]
@@ -176,9 +178,15 @@ def _whole_samples(cols, row0, c0, part, per_group, n0, x, ksize, stride, dilati
                             xf[s + ow * _u(sw)] += cf[d + ow]
                         s += step
                         d += wn
-                elif sw == 1:
+                elif line == _UNIT:
                     for _ in range(h_first, h_stop):
                         simd.window_copy(cf, d, xf, s, w_first, w_stop, out_w)
+                        s += step
+                        d += wn
+                elif line == _EVERY_2ND:  # the even phase of the row, by shuffles
+                    for _ in range(h_first, h_stop):
+                        simd.every_2nd(cf, (d, 0, 0, 0, 0, 0), xf, (s, 0, 0, 0, 0, 0), out_w, 2 * w_first,
+                                       2 * w_stop - 1)
                         s += step
                         d += wn
                 else:
@@ -207,16 +215,33 @@ def _lines_inner(x, ksize, stride, dilation, lo, out_size):  # pragma: no cover 
     return x, ksize, stride, dilation, lo, out_size
 
 
+#: Kinds of line of :func:`_whole_samples`: im2col reading every input column, every other one,
+#: or any stride; col2im.
+_UNIT, _EVERY_2ND, _STRIDED, _COL2IM = 0, 1, 2, 3
+
+
+def _whole_samples_kernel(line):
+    """The compiled :func:`_whole_samples` for one kind of line, the 2-D view's lines innermost."""
+    @numba.njit(nogil=True, cache=True)
+    def kernel(x, cols, row0, c0, part, per_group, n0, ksize, stride, dilation, lo, out_size):  # pragma: no cover
+        x, ksize, stride, dilation, lo, out_size = _lines_inner(x, ksize, stride, dilation, lo, out_size)
+        _whole_samples(cols, row0, c0, part, per_group, n0, x, ksize, stride, dilation, lo, out_size, line)
+    return kernel
+
+
+_im2col_unit, _im2col_every_2nd, _im2col_strided, _col2im_samples = (
+    _whole_samples_kernel(line) for line in (_UNIT, _EVERY_2ND, _STRIDED, _COL2IM))
+
+
 @numba.njit(nogil=True, cache=True)
 def _im2col_samples(x, cols, row0, n0, ksize, stride, dilation, lo, out_size):  # pragma: no cover - compiled
-    x, ksize, stride, dilation, lo, out_size = _lines_inner(x, ksize, stride, dilation, lo, out_size)
-    _whole_samples(cols, row0, 0, x.shape[1], x.shape[1], n0, x, ksize, stride, dilation, lo, out_size, False)
-
-
-@numba.njit(nogil=True, cache=True)
-def _col2im_samples(dx, cols, c0, part, per_group, n0, ksize, stride, dilation, lo, out_size):  # pragma: no cover
-    dx, ksize, stride, dilation, lo, out_size = _lines_inner(dx, ksize, stride, dilation, lo, out_size)
-    _whole_samples(cols, 0, c0, part, per_group, n0, dx, ksize, stride, dilation, lo, out_size, True)
+    args = (x, cols, row0, 0, x.shape[1], x.shape[1], n0, ksize, stride, dilation, lo, out_size)
+    if stride[2] == 1:
+        _im2col_unit(*args)
+    elif stride[2] == 2:
+        _im2col_every_2nd(*args)
+    else:
+        _im2col_strided(*args)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -261,7 +286,7 @@ def col2im_add(cols, dx, c0, part, n0, l0, ksize, stride, dilation, lo, out_size
     size_w = dx.shape[4]
     plane = in_size[0] * in_size[1] * size_w
     if l0 == 0 and lt == out_size[0] * out_size[1] * out_size[2]:
-        _col2im_samples(dx, cols, c0, part, per_group, n0, ksize, stride, dilation, lo, out_size)
+        _col2im_samples(dx, cols, 0, c0, part, per_group, n0, ksize, stride, dilation, lo, out_size)
         return
     xf, cf = dx.reshape(-1), cols.reshape(-1)
     for row in range(rows):

@@ -104,7 +104,7 @@ def _suffix(vec: ir.VectorType, size: int) -> str:
     return f"v{vec.count}f{8 * size}.p0"
 
 
-def phases(m: int, merge: bool):
+def phases(m: int, merge: bool, first_only: bool = False):
     """An intrinsic between a row and its m phases, with vector shuffles (``m`` 64-byte loads per
     ``m`` stores, the tail masked), where scalar loops moved one element at a time. Offsets are
     flat, 6-tuples of which the first m (phases) or the first (the row) are used:
@@ -112,7 +112,8 @@ def phases(m: int, merge: bool):
     * split (``merge`` False), ``(dst, d_offs, src, s_offs, count, lo, hi)``:
       ``dst[d_offs[q] + j] = src[s_offs[0] + e]`` for the row element ``e = j*m + q`` in the window
       ``lo <= e < hi``, zero outside it, where the row is not read (a padded edge, or a row
-      beyond the array, in the same pass as the rest);
+      beyond the array, in the same pass as the rest); ``first_only``: phase 0 alone (every m-th
+      element: a strided line of im2col);
     * merge, ``(dst, d_offs, src, s_offs, count)``: ``dst[d_offs[0] + j*m + q] = src[s_offs[q] + j]``;
 
     for q < m, j < count. Complex elements move as pairs of reals.
@@ -168,7 +169,7 @@ def phases(m: int, merge: bool):
                 phase_side = [(address(src_p if merge else dst_p, builder.add(off, q)), 0, 1) for off in phase_offs]
                 sources, targets = (phase_side, row_side) if merge else (row_side, phase_side)
                 values = [(load if merge else windowed(q))(*source) for source in sources]
-                for value, target in zip(shuffled(values), targets):
+                for value, target in zip(shuffled(values), targets[:1] if first_only else targets):
                     store(value, *target)
 
             vector_loop(builder, vec, size, builder.mul(count_v, scale), step)
@@ -189,6 +190,7 @@ def phases(m: int, merge: bool):
 
 
 split_2, split_4, merge_2, merge_4 = phases(2, False), phases(4, False), phases(2, True), phases(4, True)
+every_2nd = phases(2, False, first_only=True)
 
 
 @intrinsic
