@@ -90,3 +90,22 @@ def test_window_copy_pads_a_line(dtype, count, lo, hi):
     expected = np.where((q >= lo) & (q < hi), src[np.clip(q - 1, 0, None)], 0)
     np.testing.assert_array_equal(dst[2:2 + count], expected)
     assert np.all(dst[:2] == -7) and np.all(dst[2 + count:] == -7), "window_copy wrote outside its count"
+
+
+@numba.njit
+def _every_2nd(dst, d0, src, s0, count, lo, hi):
+    simd.every_2nd(dst, (d0, 0, 0, 0, 0, 0), src, (s0, 0, 0, 0, 0, 0), count, lo, hi)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("count, lo, hi", [(7, 2, 13), (16, 2, 31), (20, 4, 4), (33, 2, 50)])
+def test_every_2nd_is_the_even_phase_alone(dtype, count, lo, hi):
+    """The stride-2 line of im2col: dst[d0 + j] = src[s0 + 2j] inside the window, zero outside it,
+    nothing written beyond the count (no odd phase)."""
+    src = (np.arange(2 * count + 4) + 1).astype(dtype)
+    dst = np.full(count + 4, -7, dtype=dtype)
+    _every_2nd(dst, 1, src, -2, count, lo, hi)  # element e is src[e - 2]; the window starts at 2 or later
+    e = 2 * np.arange(count)
+    expected = np.where((e >= lo) & (e < hi), src[np.clip(e - 2, 0, src.size - 1)], 0)
+    np.testing.assert_array_equal(dst[1:1 + count], expected)
+    assert dst[0] == -7 and np.all(dst[1 + count:] == -7), "every_2nd wrote outside its count"
