@@ -132,25 +132,12 @@ def _pack_pairs(x, xbase, size, dst, pbase, phase, lo, stride, q, fd, fh, a0, a1
             simd.split_2(dst, (row, row + phase, 0, 0, 0, 0), x, (src, 0, 0, 0, 0, 0), qw, lo[2], lo[2] + size_w)
 
 
-@intrinsic
-def _copy(typingctx, dst, dbase, src, sbase, n):
-    """dst[dbase:dbase+n] = src[sbase:sbase+n] (same dtype, 1-D, C-contiguous) in 64-byte vectors,
-    the tail masked: rows of a few dozen elements otherwise spend as long in scalar remainder
-    loops as the correlation spends on them."""
-    def codegen(context, builder, signature, args):
-        dst_v, dbase_v, src_v, sbase_v, n_v = args
-        _, size, _, vec = simd.vector(context, dst.dtype)
-        dst_p = cgutils.create_struct_proxy(dst)(context, builder, value=dst_v).data
-        src_p = cgutils.create_struct_proxy(src)(context, builder, value=src_v).data
-
-        def at(base_p, base, i):
-            return builder.bitcast(builder.gep(base_p, [builder.add(base, i)]), vec.as_pointer())
-
-        simd.vector_loop(builder, vec, size, n_v,
-                         lambda q, load, store: store(load(at(src_p, sbase_v, q)), at(dst_p, dbase_v, q)))
-        return context.get_dummy_value()
-
-    return types.void(dst, dbase, src, sbase, n), codegen
+@numba.njit(inline="always")
+def _copy(dst, dbase, src, sbase, n):  # pragma: no cover - compiled
+    """dst[dbase:dbase+n] = src[sbase:sbase+n] in 64-byte vectors, the tail masked
+    (``simd.window_copy``): rows of a few dozen elements otherwise spend as long in scalar
+    remainder loops as the correlation spends on them."""
+    simd.window_copy(dst, dbase, src, sbase, 0, n, n)
 
 
 @numba.njit(cache=True)

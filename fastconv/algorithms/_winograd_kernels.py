@@ -216,6 +216,22 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v
 
 
 @numba.njit(inline="always")
+def _output_side(m, nd, t_last, u0, u1, dtype):  # pragma: no cover - compiled
+    """What the output transform and its adjoint share for units u0..u1: ``(alpha, tw, size,
+    region, last, scratch, rows)``: tiles per tile row (the spare one included), tiles in all,
+    rows of the largest intermediate (m * alpha^(nd-1)), the region holding the leading axes'
+    result, two regions of scratch rows (as in the input kernel), and m rows of one value per
+    tile (phase q of every tile: its output column j*m + q)."""
+    alpha = m + 2
+    tw = t_last + 1
+    size = (u1 - u0) * tw
+    region = m * alpha ** (nd - 1) if nd > 1 else 0
+    last = ((nd - 2) % 2) * region
+    return (alpha, tw, size, region, last, np.empty((2 * region, 1, size), dtype=dtype),
+            np.empty((m, 1, size), dtype=dtype))
+
+
+@numba.njit(inline="always")
 def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, y):  # pragma: no cover
     """y[n, o, rows of units u0..u1] = inverse-transformed products prod (alpha^nd, O, (u1-u0)*(t_last+1))
     for the channels whose index within their group of ``per_group``, ``o % per_group``, is in [o0, o1).
@@ -223,17 +239,10 @@ def _output_transform(m, prod, dst_rows, nd, t_last, u0, u1, o0, o1, per_group, 
     dst_rows (rows, m^(nd-1)) output row per leading output position (-1: beyond the output);
     y (N, O, R_out, W_out).
     """
-    channels = y.shape[1]
-    w_out = y.shape[3]
+    channels, w_out = y.shape[1], y.shape[3]
     rows, km = dst_rows.shape
-    alpha = m + 2
-    tw = t_last + 1
-    size = (u1 - u0) * tw
+    alpha, tw, size, region, last, scratch, out = _output_side(m, nd, t_last, u0, u1, y.dtype)
     j_full = min(t_last, w_out // m)  # tiles whose m outputs all lie in the output
-    region = m * alpha ** (nd - 1) if nd > 1 else 0  # rows of the largest intermediate
-    scratch = np.empty((2 * region, 1, size), dtype=y.dtype)  # two regions, as in the input kernel
-    out = np.empty((m, 1, size), dtype=y.dtype)
-    last = ((nd - 2) % 2) * region  # region holding the leading axes' result
     for o in range(channels):
         if not o0 <= o % per_group < o1:
             continue
@@ -280,16 +289,9 @@ def _output_adjoint(m, dy, dst_rows, nd, t_last, u0, u1, o0, o1, dprod):  # prag
     dy (N, O, R_out, W_out) and dst_rows as ``_output_transform``'s y and dst_rows;
     dprod (alpha^nd, O, (u1-u0)*(t_last+1)).
     """
-    channels = dy.shape[1]
-    w_out = dy.shape[3]
+    channels, w_out = dy.shape[1], dy.shape[3]
     rows, km = dst_rows.shape
-    alpha = m + 2
-    tw = t_last + 1
-    size = (u1 - u0) * tw
-    region = m * alpha ** (nd - 1) if nd > 1 else 0
-    scratch = np.empty((2 * region, 1, size), dtype=dprod.dtype)
-    ph = np.empty((m, 1, size), dtype=dprod.dtype)  # phase q of every tile: its output column j*m + q
-    last = ((nd - 2) % 2) * region
+    alpha, tw, size, region, last, scratch, ph = _output_side(m, nd, t_last, u0, u1, dprod.dtype)
     for o in range(o0, o1):
         for qq in range(km):
             for uu in range(u1 - u0):

@@ -54,7 +54,8 @@ def kron_power(m: int, which: int, power: int) -> np.ndarray:
 
 def weight_transform_adjoint(du: np.ndarray, geom: ConvGeometry, m: int, dw: np.ndarray,
                              columns: tuple[int, int]) -> None:
-    """The transpose of :func:`weight_transform` on the filters ``columns`` (a range of O*Cg): U's
+    """The transpose of the filter transform (``_winograd_kernels.FILTER_TRANSFORM``: the
+    Kronecker power of G on each filter) on the filters ``columns`` (a range of O*Cg): U's
     gradient du (alpha^d, O*Cg) -> the filters' gradient dw (O*Cg, 3^d). BLAS runs the product
     as (3^d x alpha^d) @ (alpha^d x columns), its fast orientation, then the short result is
     transposed into place."""
