@@ -11,7 +11,7 @@ compares algorithms on the same call.
 #: ``--from-json RUNS... --fit``: three runs on the loaded machine gave these factors (with winograd2
 #: 1.414; pick/best p95 1.37 -> 1.04), three on the idle machine refitted winograd2 to 1.189 (p95 1.22
 #: -> 1.12). The runs are in benchmarks/results/. Refit when an algorithm's own model changes; absent = 1.
-CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winograd2": 1.189}
+CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winograd2": 1.189, "blocked": 1.1}
 
 #: numba's one-time start-up in a process, paid by the first call of any compiled algorithm:
 #: importing numba (0.21 s), its BLAS check importing scipy.linalg (0.18 s) and registering its
@@ -93,6 +93,30 @@ DIRECT_DENSE_WEIGHT_GRAD_FACTOR = 2.0
 #: Calls estimated below this run on one thread: waking a second one costs more (loaded machine:
 #: 8 ms median for a 0.4 ms depthwise call on two threads).
 DIRECT_PARALLEL_SECONDS = 5e-4
+
+# ---- blocked (algorithms/blocked.py, Blocked.cost) ---------------------------------------------
+# Fitted to four 3x3 suite layers (resnet50.3x3c64, 3x3c128s2, 3x3c256, deeplab.3x3d2: 7 to 56-wide
+# maps, stride 2, dilation 2), both cores, interleaved medians of 3 beside the algorithms the planner
+# weighs against it, as their measured times x 2.1, the estimate/measured ratio of gemm and taps on
+# those layers (winograd's runs 2.3-3.3); deeplab then within 5%. Checked on 3x3c512, tts.k3c256,
+# wavenet.k2d64, 1x1 and 3-D layers, which it loses, as measured. Its CALIBRATION factor (1.1)
+# keeps the planner off it where it ties within 10% (3x3c256 and winograd2, 3x3c128s2 and gemm)
+# and off 3x3c64, where winograd4, whose estimates run 3.3x its time there, is 1.5x faster.
+#: Multiply-add of the micro-kernel at its widest tile (14 pixels x 32 outputs); zero-padded
+#: channels count. ~115 GFLOP/s per core on the reference machine.
+BLOCKED_SECONDS_PER_MAC = 1.15e-11
+#: Narrower tiles slow down by 1 + this / pixels (7 pixels: 1.06x the 14-pixel tile's time).
+BLOCKED_TILE_OVERHEAD_PIXELS = 0.8
+#: Factor on the multiply-adds when one input block's weights outgrow L1 (a 3x3x3 kernel's 55 KiB
+#: in float32) and every tile streams them from L2: unet3d.3x3x3c32 ran 1.12x slower than
+#: winograd4, 1.3x its estimate relative to winograd4's.
+BLOCKED_L2_WEIGHTS_FACTOR = 1.3
+#: Per byte of the packed input; the packed weights count twice (rows read across, written in
+#: blocks: 1 ms for a 256x256x3x3 weight on one core, 5 ms for 512x512x3x3, whose rows are 18 KiB
+#: apart).
+BLOCKED_SECONDS_PER_PACKED_BYTE = 9e-10
+#: Per byte of the output, stored from the accumulators' pixel-major order (a transpose).
+BLOCKED_SECONDS_PER_OUTPUT_BYTE = 1.66e-9
 
 # ---- winograd (algorithms/winograd.py, Winograd.cost) -----------------------------------------
 # The transform-domain products are costed as gemm's (gemm_seconds); the transforms per element

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._base import OPS, Algorithm
+from .blocked import Blocked
 from .depthwise import Depthwise
 from .direct import Direct
 from .fft import FFT
@@ -13,7 +14,7 @@ from .taps import Taps
 from .winograd import Winograd
 
 #: Every algorithm by name, in the order the planner lists them.
-ALGORITHMS: dict[str, Algorithm] = {alg.name: alg for alg in (Reference(), Gemm(), Taps(), FFT(), Direct(), Depthwise(),
+ALGORITHMS: dict[str, Algorithm] = {alg.name: alg for alg in (Reference(), Gemm(), Taps(), FFT(), Direct(), Blocked(), Depthwise(),
                                                                 Subpixel(), Winograd(2), Winograd(4))}
 
 __all__ = ["ALGORITHMS", "OPS", "Algorithm"]

@@ -100,6 +100,21 @@ def vector_loop(builder, vec: ir.VectorType, size: int, count, step) -> None:
              lambda value, pointer, k=0, per=1: masked_store(builder, vec, size, value, pointer, mask(k, per)))
 
 
+def switch(builder, value, keys, emit, name: str) -> None:
+    """Branch on ``value`` (an LLVM integer) to the code ``emit(key)`` generates for each of the
+    constant ``keys`` (other values do nothing), then continue after it: one compiled kernel with
+    each variant fully unrolled, picked at run time."""
+    done = builder.append_basic_block(f"{name}.done")
+    branch = builder.switch(value, done)
+    for key in keys:
+        case = builder.append_basic_block(f"{name}.{key}")
+        branch.add_case(ir.Constant(value.type, key), case)
+        builder.position_at_end(case)
+        emit(key)
+        builder.branch(done)
+    builder.position_at_end(done)
+
+
 def _suffix(vec: ir.VectorType, size: int) -> str:
     return f"v{vec.count}f{8 * size}.p0"
 

@@ -94,15 +94,7 @@ def _row_maps(matrices):
 
                 simd.vector_loop(builder, vec, size, n, step)
 
-            done = builder.append_basic_block("row_map.done")
-            switch = builder.switch(kind_v, done)
-            for k, matrix in enumerate(matrices):
-                case = builder.append_basic_block(f"row_map.kind{k}")
-                switch.add_case(ir.Constant(kind_v.type, k), case)
-                builder.position_at_end(case)
-                loop(matrix)
-                builder.branch(done)
-            builder.position_at_end(done)
+            simd.switch(builder, kind_v, range(len(matrices)), lambda k: loop(matrices[k]), "row_map.kind")
             return context.get_dummy_value()
 
         return types.void(kind, dst, d_offs, src, s_offs, count), codegen

@@ -1,0 +1,202 @@
+"""Compiled kernels of the channel-blocked direct convolution (``blocked``).
+
+Layouts, with ``B = 16`` input channels per block and ``OBW`` output channels per block (two
+64-byte vectors: 32 in float32, 16 in float64):
+
+* packed input ``(N, CB, Dp, Hp, SW, Wq, B)``: the zero-padded input rows, each split into its
+  ``SW`` stride phases along the last axis (phase ``f`` holds padded columns ``j*SW + f``), the
+  ``B`` channels of a block interleaved. Output column ``c`` and kernel column ``kw`` read phase
+  ``kw*dw % SW`` at ``c + kw*dw // SW``: consecutive output columns are consecutive packed
+  pixels whatever the stride, so each tap is one constant offset (``offs``).
+* packed weights ``(OB, CB, taps, B, OBW)``: for each input channel of a block and tap, the
+  ``OBW`` weights of the output block as two vectors.
+* accumulators of a job ``(N, rows, cols, OBW)``: a job is one output block over a range of
+  output rows and columns, for the whole batch.
+
+The micro-kernel keeps ``pixels x 2`` vectors of sums in registers (up to 14 x 2 = 28 of the 32
+AVX-512 registers): for each input channel it loads the two weight vectors once and broadcasts
+one input value per pixel, two fused multiply-adds each. A job runs input-channel blocks in the
+outer loop and the batch, rows and tiles inside, so that the block's weights (taps x B x OBW,
+18 KiB for a 3x3 layer in float32) stay in L1 while every tile of the job reuses them; the sums
+go to the job's accumulators between blocks (``first`` starts them). Imported lazily; compiled
+once per dtype and cached on disk.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from . import _simd as simd
+
+#: Input channels per block: one broadcast each, unrolled in the micro-kernel.
+B = 16
+#: Most pixels per register tile: 2 x 14 sums, 2 weight vectors and a broadcast fill 31 registers.
+PIXELS = 14
+#: Vectors of output channels per block.
+VECTORS = 2
+
+
+@intrinsic
+def _tile(typingctx, pixels, x, xb, w, wb, offs, count, acc, ab, first):
+    """``acc[ab + p*OBW + v*lanes : +lanes] (+)= sum over t < count, i < B of x[xb + offs[t] + p*B + i]
+    * w[wb + (t*B + i)*OBW + v*lanes : +lanes]`` for p < pixels (1 to ``PIXELS``), v < 2; the sums
+    start at zero when ``first``, else at acc. A switch picks the tile size, each fully unrolled."""
+    def codegen(context, builder, signature, args):
+        pixels_v, x_v, xb_v, w_v, wb_v, offs_v, count_v, acc_v, ab_v, first_v = args
+        scalar, size, lanes, vec = simd.vector(context, acc.dtype)
+        i64, obw = simd.I64, VECTORS * lanes
+        x_p, w_p, acc_p = (simd.data(context, builder, ty, v, scalar) for ty, v in ((x, x_v), (w, w_v), (acc, acc_v)))
+        offs_p = cgutils.create_struct_proxy(offs)(context, builder, value=offs_v).data
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                             f"llvm.fma.v{lanes}f{8 * size}")
+        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)
+
+        def vector_at(pointer, index):
+            return builder.bitcast(builder.gep(pointer, [index]), vec.as_pointer())
+
+        def sums_at(p, v):
+            return vector_at(acc_p, builder.add(ab_v, ir.Constant(i64, p * obw + v * lanes)))
+
+        def tile(count_p):
+            cells = [[cgutils.alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(VECTORS)]
+                     for _ in range(count_p)]  # promoted to registers by LLVM
+            with builder.if_then(builder.not_(builder.trunc(first_v, ir.IntType(1)))):
+                for p in range(count_p):
+                    for v in range(VECTORS):
+                        builder.store(builder.load(sums_at(p, v), align=size), cells[p][v])
+            with cgutils.for_range(builder, count_v) as loop:
+                xs = builder.add(xb_v, builder.load(builder.gep(offs_p, [loop.index])))
+                ws = builder.add(wb_v, builder.mul(loop.index, ir.Constant(i64, B * obw)))
+                sums = [[builder.load(cell) for cell in row] for row in cells]
+                for i in range(B):
+                    weights = [builder.load(vector_at(w_p, builder.add(ws, ir.Constant(i64, i * obw + v * lanes))),
+                                            align=size) for v in range(VECTORS)]
+                    for p in range(count_p):
+                        value = builder.load(builder.gep(x_p, [builder.add(xs, ir.Constant(i64, p * B + i))]))
+                        one = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(simd.I32, 0))
+                        broadcast = builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), splat)
+                        for v in range(VECTORS):
+                            sums[p][v] = builder.call(fma, [broadcast, weights[v], sums[p][v]])
+                for p in range(count_p):
+                    for v in range(VECTORS):
+                        builder.store(sums[p][v], cells[p][v])
+            for p in range(count_p):
+                for v in range(VECTORS):
+                    builder.store(builder.load(cells[p][v]), sums_at(p, v), align=size)
+
+        simd.switch(builder, pixels_v, range(1, PIXELS + 1), tile, "tile.pixels")
+        return context.get_dummy_value()
+
+    return types.void(pixels, x, xb, w, wb, offs, count, acc, ab, first), codegen
+
+
+#: Unsigned indices: numba then skips its negative-index wraparound, which blocks vectorisation.
+_U = np.uintp
+
+
+@numba.njit(nogil=True, cache=True)
+def pack_input(x, shape, xp, lo, sw, packed, i0, i1):  # pragma: no cover - compiled
+    """Packed-input blocks ``i0 <= n*CB + cb < i1`` of the flat x of ``shape`` (N, C, D, H, W) into
+    the flat ``xp``; ``packed`` = (CB, Dp, Hp, Wq): padded rows and columns outside x are zero.
+    Each packed pixel gathers its block's channels (one contiguous store)."""
+    _, channels, depth, height, width = shape
+    cb_count, dp, hp, wq = packed
+    plane = depth * height * width
+    row = sw * wq * B
+    for item in range(i0, i1):
+        n, cb = item // cb_count, item % cb_count
+        filled = min(B, channels - cb * B)
+        for d in range(dp):
+            sd = d - lo[0]
+            for h in range(hp):
+                sh = h - lo[1]
+                base = ((item * dp + d) * hp + h) * row
+                if not (0 <= sd < depth and 0 <= sh < height):
+                    xp[_U(base):_U(base + row)] = 0
+                    continue
+                src = (((n * channels + cb * B) * depth + sd) * height + sh) * width
+                for f in range(sw):
+                    # phase f holds input columns j*sw + f - lo; inside x for j in [j0, j1)
+                    j0 = min(wq, max(0, -((f - lo[2]) // sw)))
+                    j1 = max(j0, min(wq, (width - 1 - f + lo[2]) // sw + 1))
+                    first = base + f * wq * B
+                    xp[_U(first):_U(first + j0 * B)] = 0
+                    xp[_U(first + j1 * B):_U(first + wq * B)] = 0
+                    for j in range(j0, j1):
+                        at, col = first + j * B, src + j * sw + f - lo[2]
+                        if filled == B:
+                            for i in range(B):
+                                xp[_U(at + i)] = x[_U(col + i * plane)]
+                        else:
+                            for i in range(B):
+                                xp[_U(at + i)] = x[_U(col + i * plane)] if i < filled else 0
+
+
+@numba.njit(nogil=True, cache=True)
+def pack_weights(w, shape, wp, cb_count, obw, ob0, ob1):  # pragma: no cover - compiled
+    """Packed weights of output blocks ob0 <= ob < ob1 from the flat w of ``shape`` (O, C, taps);
+    zero beyond O and C. Reads run along w's rows; each packed block (18 KiB for 3x3 float32) is
+    written in L1."""
+    outputs, channels, taps = shape
+    block = taps * B * obw
+    for ob in range(ob0, ob1):
+        rows = min(obw, outputs - ob * obw)
+        for cb in range(cb_count):
+            base = (ob * cb_count + cb) * block
+            filled = min(B, channels - cb * B)
+            if rows < obw or filled < B:
+                wp[_U(base):_U(base + block)] = 0
+            for o in range(rows):
+                src = ((ob * obw + o) * channels + cb * B) * taps
+                for i in range(filled):
+                    for t in range(taps):
+                        wp[_U(base + (t * B + i) * obw + o)] = w[_U(src + i * taps + t)]
+
+
+@numba.njit(nogil=True, cache=True)
+def forward(xp, wp, offs, taps, chunk, packed, out_size, stride, jobs, y, j0, j1):  # pragma: no cover - compiled
+    """Jobs j0 <= j < j1 of the forward pass: ``jobs[j] = (ob, r0, r1, c0, c1)``, output block ob
+    over output rows [r0, r1) (flat over depth and height) and columns [c0, c1) of every sample,
+    stored into y (N, O, Do*Ho, Wo). ``packed`` = (CB, Dp, Hp, Wq); stride = (sd, sh, sw); ``offs``
+    (chunk * taps): per input block of a chunk and tap, its offset from the chunk's first block."""
+    batch, outputs, out_rows, width = y.shape
+    flat = y.reshape(-1)
+    cb_count, dp, hp, wq = packed
+    ho = out_size[1]
+    lanes = 64 // y.itemsize
+    obw = VECTORS * lanes
+    row = stride[2] * wq * B
+    longest = 0
+    for j in range(j0, j1):
+        longest = max(longest, (jobs[j, 2] - jobs[j, 1]) * (jobs[j, 4] - jobs[j, 3]))
+    acc = np.empty(batch * longest * obw, dtype=y.dtype)
+    for j in range(j0, j1):
+        ob, r0, r1, c0, c1 = jobs[j, 0], jobs[j, 1], jobs[j, 2], jobs[j, 3], jobs[j, 4]
+        rows, cols = r1 - r0, c1 - c0
+        pixels = -(-cols // -(-cols // PIXELS))  # near-equal tiles of at most PIXELS
+        for cb in range(0, cb_count, chunk):
+            wb = (ob * cb_count + cb) * taps * B * obw
+            count = min(chunk, cb_count - cb) * taps
+            for n in range(batch):
+                for r in range(r0, r1):
+                    od, oh = r // ho, r % ho
+                    xrow = (((n * cb_count + cb) * dp + od * stride[0]) * hp + oh * stride[1]) * row
+                    arow = (n * rows + r - r0) * cols
+                    for c in range(c0, c1, pixels):
+                        _tile(min(pixels, c1 - c), xp, xrow + c * B, wp, wb, offs, count, acc,
+                              (arow + c - c0) * obw, cb == 0)
+        # the block's sums to the output channels, a pixel's OBW sums at a time (contiguous reads; the
+        # other order, contiguous writes, ran 2x slower)
+        for n in range(batch):
+            for r in range(r0, r1):
+                arow = (n * rows + r - r0) * cols * obw
+                at = ((n * outputs + ob * obw) * out_rows + r) * width + c0
+                plane = out_rows * width
+                for c in range(cols):
+                    for o in range(min(obw, outputs - ob * obw)):
+                        flat[_U(at + o * plane + c)] = acc[_U(arow + c * obw + o)]
