@@ -14,6 +14,7 @@ from fastconv import functional as F
 from fastconv._errors import CallContext
 from fastconv._geometry import ConvGeometry
 from fastconv.algorithms import ALGORITHMS, blocked
+from fastconv.algorithms import _gemm_parallel as par
 
 BLOCKED, REFERENCE = ALGORITHMS["blocked"], ALGORITHMS["reference"]
 
@@ -52,11 +53,12 @@ def test_jobs_cover_rows_and_columns_once():
     """Row ranges and column chunks tile every output block exactly once, with several jobs per
     worker when the threads share them."""
     geom = _geometry((2, 32, 40, 300), (64, 32, 3, 3), 1, 1, 1)
-    plan = blocked._Plan(geom, 4)
+    plan = blocked._plan(geom, 4)
     jobs = plan.jobs(2)
-    assert len(jobs) >= 2 * blocked._JOBS_PER_WORKER
+    assert len(jobs) >= 2 * par.SHARES_PER_WORKER
     cover = np.zeros((plan.blocks_out, 40, 300), dtype=int)
-    for ob, r0, r1, c0, c1 in jobs:
+    for ob, r0, r1, c0, c1, pixels in jobs:
+        assert 1 <= pixels <= blocked._PIXELS and -(-(c1 - c0) // pixels) == -(-(c1 - c0) // blocked._PIXELS)
         cover[ob, r0:r1, c0:c1] += 1
         assert geom.batch * (r1 - r0) * (c1 - c0) * plan.obw * 4 <= blocked._ACC_BYTES
     assert (cover == 1).all()

@@ -19,6 +19,7 @@ input channels per group (the block would be mostly zeros) and complex dtypes.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -40,8 +41,6 @@ _ACC_BYTES = 128 * 2**10
 _CHUNK_WEIGHT_BYTES = 20 * 2**10
 #: Output columns per job at most (a 1-D signal's row is cut into such chunks).
 _MAX_COLUMNS = 16 * _PIXELS
-#: Jobs per worker thread at least, for the shared queue to balance them.
-_JOBS_PER_WORKER = 4
 
 
 class Blocked(Algorithm):
@@ -58,7 +57,7 @@ class Blocked(Algorithm):
             return f"blocked: groups={geom.groups}; grouped layers run as 'direct'"
         if geom.in_channels < _B:
             return f"blocked: {geom.in_channels} input channels < {_B}, a block would be mostly zeros"
-        need = _Plan(geom, np.dtype(dtype).itemsize).scratch_bytes
+        need = _plan(geom, np.dtype(dtype).itemsize).scratch_bytes
         if need > _config.workspace_bytes:
             return (f"blocked: needs {need / 2**20:.0f} MiB of scratch (packed input and weights) > "
                     f"workspace {_config.workspace_bytes / 2**20:.0f} MiB")
@@ -66,9 +65,8 @@ class Blocked(Algorithm):
 
     def cost(self, geom, dtype, op):
         from .. import _cost_model as cm
-        plan = _Plan(geom, np.dtype(dtype).itemsize)
-        pixels = plan.pixels()
-        slowdown = 1 + cm.BLOCKED_TILE_OVERHEAD_PIXELS / pixels
+        plan = _plan(geom, np.dtype(dtype).itemsize)
+        slowdown = 1 + cm.BLOCKED_TILE_OVERHEAD_PIXELS / _near_equal(plan.columns, _PIXELS)
         if plan.block_bytes > _CHUNK_WEIGHT_BYTES:
             slowdown *= cm.BLOCKED_L2_WEIGHTS_FACTOR
         macs = plan.blocks_out * plan.obw * plan.blocks_in * _B * geom.kernel_volume * geom.batch * math.prod(geom.out_size)
@@ -79,8 +77,8 @@ class Blocked(Algorithm):
 
     def forward(self, x, w, geom):
         from . import _blocked_kernels as k
-        plan = _Plan(geom, x.itemsize)
-        s3 = spatial3d(geom)
+        plan = _plan(geom, x.itemsize)
+        s3 = plan.s3
         y = np.empty((geom.batch, geom.out_channels, s3.out_size[0] * s3.out_size[1], s3.out_size[2]), dtype=x.dtype)
         n = par.workers(geom.macs)
         x5 = as5d(x, s3.in_size)
@@ -98,18 +96,29 @@ class Blocked(Algorithm):
             par.for_each(steps, lambda step, _: step(), n, x.dtype)
             jobs = plan.jobs(n)
             offsets, out_size, stride = plan.offsets(), np.array(s3.out_size), np.array(s3.stride)
-            par.for_each(par.split(len(jobs), _JOBS_PER_WORKER * n if n > 1 else 1),
+            par.for_each(par.shares(len(jobs), n),
                          lambda r, _: k.forward(xp, wp, offsets, geom.kernel_volume, plan.chunk, packed, out_size,
                                                 stride, jobs, y, *r), n, x.dtype)
         return y.reshape(geom.output_shape)
+
+
+def _near_equal(count: int, most: int) -> int:
+    """The size of near-equal pieces of at most ``most`` that cut ``count``."""
+    return -(-count // -(-count // most))
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(geom: ConvGeometry, itemsize: int) -> _Plan:
+    """The plan of a geometry, built once for its support check, cost and calls."""
+    return _Plan(geom, itemsize)
 
 
 class _Plan:
     """Packed sizes, tap offsets and jobs of one geometry (see ``_blocked_kernels`` for the layouts)."""
 
     def __init__(self, geom: ConvGeometry, itemsize: int):
-        self.geom, s3 = geom, spatial3d(geom)
-        self.s3 = s3
+        self.geom = geom
+        self.s3 = s3 = spatial3d(geom)
         self.obw = 2 * 64 // itemsize
         self.itemsize = itemsize
         self.blocks_in = -(-geom.in_channels // _B)
@@ -122,6 +131,8 @@ class _Plan:
         self.block_bytes = geom.kernel_volume * _B * self.obw * itemsize  # weights of one input block
         self.chunk = max(1, min(self.blocks_in, _CHUNK_WEIGHT_BYTES // self.block_bytes))
         self.block_stride = dp * hp * s3.stride[2] * self.wq * _B
+        # output columns per job: the whole row up to _MAX_COLUMNS, else near-equal chunks
+        self.columns = _near_equal(s3.out_size[2], _MAX_COLUMNS)
 
     @property
     def scratch_bytes(self) -> int:
@@ -137,25 +148,15 @@ class _Plan:
         taps = ((rows[:, :, None] + (kw % sw) * wq + kw // sw) * _B).reshape(-1)
         return (np.arange(self.chunk)[:, None] * self.block_stride + taps).reshape(-1).astype(np.int64)
 
-    def columns(self) -> int:
-        """Output columns per job: the whole row up to ``_MAX_COLUMNS``, else near-equal chunks."""
-        width = self.s3.out_size[2]
-        return -(-width // -(-width // _MAX_COLUMNS))
-
-    def pixels(self) -> int:
-        """Pixels of the widest register tile."""
-        cols = min(self.columns(), self.s3.out_size[2])
-        return -(-cols // -(-cols // _PIXELS))
-
     def jobs(self, workers: int) -> np.ndarray:
-        """(ob, r0, r1, c0, c1) per job: output blocks x row ranges x column chunks, rows per job
-        within ``_ACC_BYTES`` and, with several workers, at least ``_JOBS_PER_WORKER`` jobs each."""
-        s3 = self.s3
-        rows, width, cols = s3.out_size[0] * s3.out_size[1], s3.out_size[2], self.columns()
+        """(ob, r0, r1, c0, c1, pixels) per job: output blocks x row ranges x column chunks, with the
+        register tile's width for the chunk; rows per job within ``_ACC_BYTES`` and, with several
+        workers, ``par.SHARES_PER_WORKER`` jobs each at least."""
+        s3, cols = self.s3, self.columns
+        rows, width = s3.out_size[0] * s3.out_size[1], s3.out_size[2]
         col_chunks = [(c, min(c + cols, width)) for c in range(0, width, cols)]
         per_row = self.geom.batch * cols * self.obw * self.itemsize
-        row_parts = max(-(-rows // max(1, _ACC_BYTES // per_row)),
-                        -(-_JOBS_PER_WORKER * workers // (self.blocks_out * len(col_chunks))) if workers > 1 else 1)
-        row_ranges = par.split(rows, row_parts)
-        return np.array([(ob, r0, r1, c0, c1) for ob in range(self.blocks_out) for r0, r1 in row_ranges
-                         for c0, c1 in col_chunks], dtype=np.int64)
+        wanted = -(-par.SHARES_PER_WORKER * workers // (self.blocks_out * len(col_chunks))) if workers > 1 else 1
+        row_ranges = par.split(rows, max(-(-rows // max(1, _ACC_BYTES // per_row)), wanted))
+        return np.array([(ob, r0, r1, c0, c1, _near_equal(c1 - c0, _PIXELS)) for ob in range(self.blocks_out)
+                         for r0, r1 in row_ranges for c0, c1 in col_chunks], dtype=np.int64)
