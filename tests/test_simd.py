@@ -109,3 +109,27 @@ def test_every_2nd_is_the_even_phase_alone(dtype, count, lo, hi):
     expected = np.where((e >= lo) & (e < hi), src[np.clip(e - 2, 0, src.size - 1)], 0)
     np.testing.assert_array_equal(dst[1:1 + count], expected)
     assert dst[0] == -7 and np.all(dst[1 + count:] == -7), "every_2nd wrote outside its count"
+
+
+@numba.njit
+def _transpose(dst, d0, d_pitch, src, s0, s_pitch, rows, cols, width):
+    simd.transpose(dst, d0, d_pitch, src, s0, s_pitch, rows, cols, width)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows, cols, width", [(16, 16, 16), (8, 8, 8), (3, 5, 16), (16, 7, 4), (0, 8, 8),
+                                               (5, 0, 8), (1, 1, 1)])
+def test_transpose_moves_a_square_and_reads_only_its_rows_and_columns(dtype, rows, cols, width):
+    lanes = 64 // np.dtype(dtype).itemsize
+    rows, cols, width = min(rows, lanes), min(cols, lanes), min(width, lanes)
+    s_pitch, d_pitch, s0, d0 = 30, 40, 3, 7
+    # the source ends right after the last element the call may read: a read beyond it would fault or
+    # (with numba's unchecked access) show up as garbage, so rows >= rows must really be skipped
+    src = (np.arange(s0 + max(rows - 1, 0) * s_pitch + cols) + 1).astype(dtype)
+    dst = np.full(d0 + lanes * d_pitch + lanes, -7, dtype=dtype)
+    _transpose(dst, d0, d_pitch, src, s0, s_pitch, rows, cols, width)
+    expected = np.full_like(dst, -7)
+    for c in range(cols):
+        for r in range(width):
+            expected[d0 + c * d_pitch + r] = src[s0 + r * s_pitch + c] if r < rows else 0
+    np.testing.assert_array_equal(dst, expected)

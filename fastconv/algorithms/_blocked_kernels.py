@@ -103,7 +103,8 @@ _U = np.uintp
 def pack_input(x, shape, xp, lo, sw, packed, i0, i1):  # pragma: no cover - compiled
     """Packed-input blocks ``i0 <= n*CB + cb < i1`` of the flat x of ``shape`` (N, C, D, H, W) into
     the flat ``xp``; ``packed`` = (CB, Dp, Hp, Wq): padded rows and columns outside x are zero.
-    Each packed pixel gathers its block's channels (one contiguous store)."""
+    Each packed pixel gathers its block's channels (one contiguous store; memory-bound: vector
+    transposes ran no faster)."""
     _, channels, depth, height, width = shape
     cb_count, dp, hp, wq = packed
     plane = depth * height * width
@@ -140,22 +141,30 @@ def pack_input(x, shape, xp, lo, sw, packed, i0, i1):  # pragma: no cover - comp
 @numba.njit(nogil=True, cache=True)
 def pack_weights(w, shape, wp, cb_count, obw, ob0, ob1):  # pragma: no cover - compiled
     """Packed weights of output blocks ob0 <= ob < ob1 from the flat w of ``shape`` (O, C, taps);
-    zero beyond O and C. Reads run along w's rows; each packed block (18 KiB for 3x3 float32) is
-    written in L1."""
+    zero beyond O and C. A block's rows of w (its channels' taps, contiguous) are transposed a
+    vector square at a time into an L1 buffer, whose (channel, tap) rows of OBW weights then move
+    to (tap, channel) order."""
     outputs, channels, taps = shape
+    lanes = 64 // wp.itemsize
     block = taps * B * obw
+    transposed = np.empty(block, dtype=wp.dtype)
     for ob in range(ob0, ob1):
-        rows = min(obw, outputs - ob * obw)
         for cb in range(cb_count):
             base = (ob * cb_count + cb) * block
             filled = min(B, channels - cb * B)
-            if rows < obw or filled < B:
+            if filled < B:
                 wp[_U(base):_U(base + block)] = 0
-            for o in range(rows):
-                src = ((ob * obw + o) * channels + cb * B) * taps
-                for i in range(filled):
-                    for t in range(taps):
-                        wp[_U(base + (t * B + i) * obw + o)] = w[_U(src + i * taps + t)]
+            for v in range(0, obw, lanes):
+                rows = max(0, min(lanes, outputs - ob * obw - v))
+                src = ((ob * obw + v) * channels + cb * B) * taps
+                for col in range(0, filled * taps, lanes):
+                    simd.transpose(transposed, col * obw + v, obw, w, src + col, channels * taps, rows,
+                                   min(lanes, filled * taps - col), lanes)
+            for i in range(filled):
+                for t in range(taps):
+                    at, src = base + (t * B + i) * obw, (i * taps + t) * obw
+                    for o in range(obw):
+                        wp[_U(at + o)] = transposed[_U(src + o)]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -190,13 +199,16 @@ def forward(xp, wp, offs, taps, chunk, packed, out_size, stride, jobs, y, j0, j1
                     for c in range(c0, c1, pixels):
                         _tile(min(pixels, c1 - c), xp, xrow + c * B, wp, wb, offs, count, acc,
                               (arow + c - c0) * obw, cb == 0)
-        # the block's sums to the output channels, a pixel's OBW sums at a time (contiguous reads; the
-        # other order, contiguous writes, ran 2x slower)
+        # the block's sums to the output channels, transposed a vector square at a time; whole rows
+        # are one run in y
+        held, plane = min(obw, outputs - ob * obw), out_rows * width
+        per_run = rows if cols == width else 1
         for n in range(batch):
-            for r in range(r0, r1):
-                arow = (n * rows + r - r0) * cols * obw
+            for r in range(r0, r1, per_run):
+                a = (n * rows + r - r0) * cols * obw
                 at = ((n * outputs + ob * obw) * out_rows + r) * width + c0
-                plane = out_rows * width
-                for c in range(cols):
-                    for o in range(min(obw, outputs - ob * obw)):
-                        flat[_U(at + o * plane + c)] = acc[_U(arow + c * obw + o)]
+                for v in range(0, held, lanes):
+                    for c in range(0, per_run * cols, lanes):
+                        run = min(lanes, per_run * cols - c)
+                        simd.transpose(flat, at + v * plane + c, plane, acc, a + c * obw + v, obw, run,
+                                       min(lanes, held - v), run)

@@ -231,3 +231,50 @@ def window_copy(typingctx, dst, d0, src, s0, lo, hi, count):
         return context.get_dummy_value()
 
     return types.void(dst, types.int64, src, types.int64, types.int64, types.int64, types.int64), codegen
+
+
+def _transposed(builder, rows: list) -> list:
+    """The lanes x lanes matrix of vectors ``rows`` transposed: log2(lanes) stages, each swapping the
+    off-diagonal h x h blocks of every 2h x 2h block with one two-vector shuffle per vector."""
+    lanes = len(rows)
+    h = lanes // 2
+    while h:
+        low = ir.Constant(ir.VectorType(I32, lanes), [j if j // h % 2 == 0 else lanes + j - h for j in range(lanes)])
+        high = ir.Constant(ir.VectorType(I32, lanes), [j + h if j // h % 2 == 0 else lanes + j for j in range(lanes)])
+        swapped = list(rows)
+        for i in range(lanes):
+            if i // h % 2 == 0:
+                swapped[i] = builder.shuffle_vector(rows[i], rows[i + h], low)
+                swapped[i + h] = builder.shuffle_vector(rows[i], rows[i + h], high)
+        rows, h = swapped, h // 2
+    return rows
+
+
+@intrinsic
+def transpose(typingctx, dst, d0, d_pitch, src, s0, s_pitch, rows, cols, width):
+    """``dst[d0 + c*d_pitch + r] = src[s0 + r*s_pitch + c]`` for ``c < cols``, ``r < width`` (flat
+    arrays, ``rows``, ``cols``, ``width`` at most one vector's lanes), rows ``r >= rows`` reading as
+    zero: one vector's square in lanes masked loads, in-register shuffles and masked stores, where
+    a scalar loop moved one element at a time between strided rows (packing channels into blocks
+    and back). Only rows below ``rows`` and columns below ``cols`` are read."""
+    def codegen(context, builder, signature, args):
+        dst_v, d0_v, dp_v, src_v, s0_v, sp_v, rows_v, cols_v, width_v = args
+        scalar, size, lanes, vec = vector(context, dst.dtype)
+        dst_p, src_p = (data(context, builder, ty, v, scalar) for ty, v in ((dst, dst_v), (src, src_v)))
+        rows_v, cols_v, width_v = (builder.trunc(v, I32) for v in (rows_v, cols_v, width_v))
+        cols_mask, width_mask = tail_mask(builder, lanes, cols_v), tail_mask(builder, lanes, width_v)
+        none = ir.Constant(cols_mask.type, None)
+
+        def address(pointer, base, pitch, k):
+            at = builder.add(base, builder.mul(pitch, ir.Constant(I64, k)))
+            return builder.bitcast(builder.gep(pointer, [at]), vec.as_pointer())
+
+        loaded = [masked_load(builder, vec, size, address(src_p, s0_v, sp_v, r), builder.select(
+            builder.icmp_signed(">", rows_v, ir.Constant(I32, r)), cols_mask, none)) for r in range(lanes)]
+        for c, column in enumerate(_transposed(builder, loaded)):
+            masked_store(builder, vec, size, column, address(dst_p, d0_v, dp_v, c), builder.select(
+                builder.icmp_signed(">", cols_v, ir.Constant(I32, c)), width_mask, none))
+        return context.get_dummy_value()
+
+    return types.void(dst, types.int64, types.int64, src, types.int64, types.int64, types.int64, types.int64,
+                      types.int64), codegen

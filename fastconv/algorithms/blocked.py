@@ -39,6 +39,10 @@ _ACC_BYTES = 128 * 2**10
 #: stay in L1 while every tile of a job uses them; layers with few taps take several input blocks
 #: per call, keeping their sums in registers longer.
 _CHUNK_WEIGHT_BYTES = 20 * 2**10
+#: Packed weights up to this size stay in L2 across jobs: jobs then run every output block of a
+#: range of pixels before the next range, so that the input is read from memory once (ranges
+#: outer, blocks inner); larger weights keep one output block's weights in L2 instead.
+_L2_WEIGHT_BYTES = 512 * 2**10
 #: Output columns per job at most (a 1-D signal's row is cut into such chunks).
 _MAX_COLUMNS = 16 * _PIXELS
 
@@ -158,5 +162,9 @@ class _Plan:
         per_row = self.geom.batch * cols * self.obw * self.itemsize
         wanted = -(-par.SHARES_PER_WORKER * workers // (self.blocks_out * len(col_chunks))) if workers > 1 else 1
         row_ranges = par.split(rows, max(-(-rows // max(1, _ACC_BYTES // per_row)), wanted))
-        return np.array([(ob, r0, r1, c0, c1, _near_equal(c1 - c0, _PIXELS)) for ob in range(self.blocks_out)
-                         for r0, r1 in row_ranges for c0, c1 in col_chunks], dtype=np.int64)
+        ranges = [(r0, r1, c0, c1) for r0, r1 in row_ranges for c0, c1 in col_chunks]
+        if self.packed_weights * self.itemsize <= _L2_WEIGHT_BYTES:
+            order = [(ob, *part) for part in ranges for ob in range(self.blocks_out)]
+        else:
+            order = [(ob, *part) for ob in range(self.blocks_out) for part in ranges]
+        return np.array([(*job, _near_equal(job[4] - job[3], _PIXELS)) for job in order], dtype=np.int64)
