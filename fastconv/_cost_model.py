@@ -11,7 +11,12 @@ compares algorithms on the same call.
 #: ``--from-json RUNS... --fit``: three runs on the loaded machine gave these factors (with winograd2
 #: 1.414; pick/best p95 1.37 -> 1.04), three on the idle machine refitted winograd2 to 1.189 (p95 1.22
 #: -> 1.12). The runs are in benchmarks/results/. Refit when an algorithm's own model changes; absent = 1.
-CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winograd2": 1.189, "blocked": 1.1}
+# Winograd's then took x0.7 (winograd2 1.189 -> 0.832, winograd4 1 -> 0.7): single-threaded forced
+# runs of eight layers (3x3c64 to c3d) put its estimates at 1.3-1.9x their times where gemm's,
+# taps' and direct's run 0.95-1.3x (least squares on its products and transforms: x0.83, x0.76 to
+# reach 1.2x); 3x3c64 had been left to winograd4 only by a 3.5x overestimate of blocked's.
+CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winograd2": 0.832, "winograd4": 0.7,
+                                 "blocked": 1.1}
 
 #: numba's one-time start-up in a process, paid by the first call of any compiled algorithm:
 #: importing numba (0.21 s), its BLAS check importing scipy.linalg (0.18 s) and registering its
@@ -95,28 +100,27 @@ DIRECT_DENSE_WEIGHT_GRAD_FACTOR = 2.0
 DIRECT_PARALLEL_SECONDS = 5e-4
 
 # ---- blocked (algorithms/blocked.py, Blocked.cost) ---------------------------------------------
-# Fitted to four 3x3 suite layers (resnet50.3x3c64, 3x3c128s2, 3x3c256, deeplab.3x3d2: 7 to 56-wide
-# maps, stride 2, dilation 2), both cores, interleaved medians of 3 beside the algorithms the planner
-# weighs against it, as their measured times x 2.1, the estimate/measured ratio of gemm and taps on
-# those layers (winograd's runs 2.3-3.3); deeplab then within 5%. Checked on 3x3c512, tts.k3c256,
-# wavenet.k2d64, 1x1 and 3-D layers, which it loses, as measured. Its CALIBRATION factor (1.1)
-# keeps the planner off it where it ties within 10% (3x3c256 and winograd2, 3x3c128s2 and gemm)
-# and off 3x3c64, where winograd4, whose estimates run 3.3x its time there, is 1.5x faster.
+# The packing costs are their measured single-threaded times (x1.05); the multiply-add and output
+# terms are fitted (non-negative least squares) to eight suite layers run single-threaded (3x3c64,
+# c128s2, c256, c512, deeplab.3x3d2, same.5x5c32, wavenet.k2d64, tts.k3c256), aiming at 1.05x
+# their times, where gemm's and taps' estimates sit on those layers: 0.83-1.2x. Its CALIBRATION
+# factor (1.1) keeps the planner off it where it ties within 10% (3x3c256 and winograd2).
 #: Multiply-add of the micro-kernel at its widest tile (14 pixels x 32 outputs); zero-padded
-#: channels count. ~115 GFLOP/s per core on the reference machine.
-BLOCKED_SECONDS_PER_MAC = 1.15e-11
+#: channels count. ~120 GFLOP/s per core on the reference machine.
+BLOCKED_SECONDS_PER_MAC = 1.55e-11
 #: Narrower tiles slow down by 1 + this / pixels (7 pixels: 1.06x the 14-pixel tile's time).
 BLOCKED_TILE_OVERHEAD_PIXELS = 0.8
 #: Factor on the multiply-adds when one input block's weights outgrow L1 (a 3x3x3 kernel's 55 KiB
 #: in float32) and every tile streams them from L2: unet3d.3x3x3c32 ran 1.12x slower than
 #: winograd4, 1.3x its estimate relative to winograd4's.
 BLOCKED_L2_WEIGHTS_FACTOR = 1.3
-#: Per byte of the packed input; the packed weights count twice (rows read across, written in
-#: blocks: 1 ms for a 256x256x3x3 weight on one core, 5 ms for 512x512x3x3, whose rows are 18 KiB
-#: apart).
-BLOCKED_SECONDS_PER_PACKED_BYTE = 9e-10
-#: Per byte of the output, stored from the accumulators' pixel-major order (a transpose).
-BLOCKED_SECONDS_PER_OUTPUT_BYTE = 1.66e-9
+#: Per byte of the packed input: a gather of each pixel's channels, memory-bound (0.9 ms for
+#: 3x3c64's 3.4 MB, 3.3 ms for wavenet.k2d64's 16 MB on one core).
+BLOCKED_SECONDS_PER_PACKED_INPUT_BYTE = 2.7e-10
+#: Per byte of the packed weights: vector transposes of w's rows (2.8 ms for 512x512x3x3).
+BLOCKED_SECONDS_PER_PACKED_WEIGHT_BYTE = 3.2e-10
+#: Per byte of the output, its sums stored from pixel-major order by vector transposes.
+BLOCKED_SECONDS_PER_OUTPUT_BYTE = 2.9e-10
 
 # ---- winograd (algorithms/winograd.py, Winograd.cost) -----------------------------------------
 # The transform-domain products are costed as gemm's (gemm_seconds); the transforms per element

@@ -310,7 +310,7 @@ def plan_for(function: str, input_shape, weight_shape, dtype="float32", *, strid
     Examples
     --------
     >>> import fastconv
-    >>> p = fastconv.plan_for("conv2d", (1, 8, 16, 16), (8, 8, 3, 3), padding=1)
+    >>> p = fastconv.plan_for("conv2d", (1, 64, 32, 32), (128, 64, 1, 1))  # a 1x1 layer: one matrix product
     >>> p.choice.algorithm
     'gemm'
     """
