@@ -18,8 +18,9 @@ AVX-512 registers): for each input channel it loads the two weight vectors once 
 one input value per pixel, two fused multiply-adds each. A job runs input-channel blocks in the
 outer loop and the batch, rows and tiles inside, so that the block's weights (taps x B x OBW,
 18 KiB for a 3x3 layer in float32) stay in L1 while every tile of the job reuses them; the sums
-go to the job's accumulators between blocks (``first`` starts them). Imported lazily; compiled
-once per dtype and cached on disk.
+go to the job's accumulators between blocks (``first`` starts them), and from there to the
+output by 16x16 in-register transposes (``simd.transpose``), which also pack the weights.
+Imported lazily; compiled once per dtype and cached on disk.
 """
 
 from __future__ import annotations
