@@ -154,8 +154,8 @@ class _Plan:
         return (np.arange(self.chunk)[:, None] * self.block_stride + taps).reshape(-1).astype(np.int64)
 
     def jobs(self, workers: int) -> np.ndarray:
-        """(ob, r0, r1, c0, c1, pixels) per job: output blocks x row ranges x column chunks, with the
-        register tile's width for the chunk; rows per job within ``_ACC_BYTES`` and, with several
+        """(ob, r0, r1, c0, c1, pixels) per job: output blocks x row ranges x column chunks (blocks
+        inner when the weights fit L2, see _L2_WEIGHT_BYTES), with the register tile's width; rows per job within ``_ACC_BYTES`` and, with several
         workers, ``par.SHARES_PER_WORKER`` jobs each at least."""
         s3, cols = self.s3, self.columns
         rows, width = s3.out_size[0] * s3.out_size[1], s3.out_size[2]
