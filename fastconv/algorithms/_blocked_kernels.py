@@ -53,9 +53,7 @@ def _tile(typingctx, pixels, x, xb, w, wb, offs, count, acc, ab, first):
         i64, obw = simd.I64, VECTORS * lanes
         x_p, w_p, acc_p = (simd.data(context, builder, ty, v, scalar) for ty, v in ((x, x_v), (w, w_v), (acc, acc_v)))
         offs_p = cgutils.create_struct_proxy(offs)(context, builder, value=offs_v).data
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                             f"llvm.fma.v{lanes}f{8 * size}")
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)
+        fma = simd.fma(builder, vec)
 
         def vector_at(pointer, index):
             return builder.bitcast(builder.gep(pointer, [index]), vec.as_pointer())
@@ -79,8 +77,7 @@ def _tile(typingctx, pixels, x, xb, w, wb, offs, count, acc, ab, first):
                                             align=size) for v in range(VECTORS)]
                     for p in range(count_p):
                         value = builder.load(builder.gep(x_p, [builder.add(xs, ir.Constant(i64, p * B + i))]))
-                        one = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(simd.I32, 0))
-                        broadcast = builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), splat)
+                        broadcast = simd.splat(builder, vec, value)
                         for v in range(VECTORS):
                             sums[p][v] = builder.call(fma, [broadcast, weights[v], sums[p][v]])
                 for p in range(count_p):

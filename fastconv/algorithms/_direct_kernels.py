@@ -184,9 +184,7 @@ def _register_tile(outputs: int, vectors: int):
                     for ty, v in ((acc, acc_v), (src, src_v), (w, w_v), (offs, offs_v))]
             acc_p, src_p, w_p, offs_p = (d.data for d in data)
             w_cols = builder.extract_value(data[2].shape, 1)
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                                 f"llvm.fma.v{lanes}f{8 * size}")
-            splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), None)
+            fma = simd.fma(builder, vec)
             w_rows = [builder.mul(builder.add(row_v, ir.Constant(i64, m)), w_cols) for m in range(outputs)]
             cells = [[cgutils.alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(vectors)]
                      for _ in range(outputs)]  # promoted to registers by LLVM
@@ -197,8 +195,7 @@ def _register_tile(outputs: int, vectors: int):
                 loads = [builder.load(builder.bitcast(ptr, vec.as_pointer()), align=size) for ptr in pointers]
                 for m in range(outputs):
                     weight = builder.load(builder.gep(w_p, [builder.add(w_rows[m], t)]))
-                    one = builder.insert_element(ir.Constant(vec, ir.Undefined), weight, ir.Constant(ir.IntType(32), 0))
-                    broadcast = builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), splat_mask)
+                    broadcast = simd.splat(builder, vec, weight)
                     for v in range(vectors):
                         builder.store(builder.call(fma, [loads[v], broadcast, builder.load(cells[m][v])]), cells[m][v])
             for m in range(outputs):

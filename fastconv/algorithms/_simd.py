@@ -37,11 +37,22 @@ def data(context, builder, array_type, array, scalar: ir.Type):
                            scalar.as_pointer())
 
 
+def splat(builder, vec: ir.VectorType, value):
+    """A ``vec`` of copies of the scalar ``value`` (one broadcast instruction)."""
+    one = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(I32, 0))
+    return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(I32, vec.count), None))
+
+
+def fma(builder, vec: ir.VectorType):
+    """LLVM's fused multiply-add of two ``vec`` (``fma(a, b, c)`` = a*b + c, rounded once)."""
+    element = vec.element.intrinsic_name  # f32 or f64
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
+                                          f"llvm.fma.v{vec.count}{element}")
+
+
 def _splat(builder, lanes: int, value):
     """An i32 vector of ``lanes`` copies of ``value`` (an i32)."""
-    lane_type = ir.VectorType(I32, lanes)
-    one = builder.insert_element(ir.Constant(lane_type, ir.Undefined), value, ir.Constant(I32, 0))
-    return builder.shuffle_vector(one, ir.Constant(lane_type, ir.Undefined), ir.Constant(lane_type, None))
+    return splat(builder, ir.VectorType(I32, lanes), value)
 
 
 def _lane_ids(lanes: int):

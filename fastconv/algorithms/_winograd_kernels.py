@@ -27,7 +27,6 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import _simd as simd
@@ -59,8 +58,7 @@ def _row_maps(matrices):
             scale = ir.Constant(simd.I64, pair)
             pointers = [simd.data(context, builder, ty, v, scalar) for ty, v in ((dst, dst_v), (src, src_v))]
             n = builder.mul(count_v, scale)
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3),
-                                                 f"llvm.fma.v{lanes}f{8 * size}")
+            fma = simd.fma(builder, vec)
 
             def address(pointer, offset, q):
                 return builder.bitcast(builder.gep(pointer, [builder.add(offset, q)]), vec.as_pointer())
