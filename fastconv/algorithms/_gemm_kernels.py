@@ -373,3 +373,22 @@ def transpose(src, dst, count, rows, cols, src_off, src_batch, src_ld, dst_off, 
             for c0 in range(0, cols, block):
                 for c in range(c0, min(cols, c0 + block)):
                     _gather(df, d + c * dst_ld + r0, sf, s + r0 * src_ld + c, src_ld, min(rows, r0 + block) - r0)
+
+
+@numba.njit(nogil=True, cache=True)
+def spread_phases(w, stacked, taps):
+    """``stacked[o, m, c, r] = w[o, c, taps[m, r]]`` (zero where ``taps`` is -1): the flipped phase
+    sub-kernels of a transposed convolution (see ``subpixel``). w: (O, Cg, K) and stacked:
+    (O, offsets, Cg, phases), C-contiguous; one o at a time, so its (Cg, K) block stays in L1
+    through every offset and phase."""
+    out, cg, k = w.shape
+    offsets, phases = taps.shape
+    wf, sf = w.reshape(-1), stacked.reshape(-1)
+    for o in range(out):
+        for m in range(offsets):
+            for r in range(phases):
+                t = taps[m, r]
+                dst = _u(((o * offsets + m) * cg) * phases + r)
+                src = _u(o * cg * k + max(t, 0))
+                for c in range(_u(cg)):
+                    sf[dst + c * _u(phases)] = wf[src + c * _u(k)] if t >= 0 else 0
