@@ -7,8 +7,8 @@ tile stays in its core's cache from packing to product. OpenBLAS's own threads, 
 at barriers inside every product: on the reference machine under load (11 runnable processes
 on 2 cores) resnet50.3x3c128s2 ran 4-7x slower with two BLAS threads than with one.
 
-BLAS is held to one thread for the duration of every call through threadpoolctl, also when the
-call is too small to share: OpenBLAS's own threads spin for ~0.1 s after a product, and on two
+BLAS is held to one thread for the duration of every call that multiplies matrices, through
+threadpoolctl, also when the call is too small to share: OpenBLAS's own threads spin for ~0.1 s after a product, and on two
 cores that spinning halved the speed of the calls that followed (ours or another library's).
 Without threadpoolctl, tiles run in the calling thread and BLAS keeps its own threads.
 """
@@ -47,13 +47,16 @@ def workers(macs: int) -> int:
     return n if n > 1 and macs >= PARALLEL_MIN_MACS and _blas_controller() is not None else 1
 
 
-def for_each(items: Sequence[Item], task: Callable[[Item, Scratch], None], n: int, dtype) -> list[Scratch]:
+def for_each(items: Sequence[Item], task: Callable[[Item, Scratch], None], n: int, dtype, *,
+             blas: bool = True) -> list[Scratch]:
     """Run ``task(item, scratch)`` for every item on ``n`` workers (the caller is one), each with its
     own :class:`Scratch`, released at the end; returns the scratches, where tasks may keep
-    per-worker accumulators."""
+    per-worker accumulators. ``blas=False`` says the tasks run compiled kernels only: BLAS's
+    threads are then left as they are (holding them costs ~6 us a call)."""
     scratches = [Scratch(dtype) for _ in range(max(1, min(n, len(items))))]
     try:
-        _run(items, task, scratches)
+        with _single_threaded_blas() if blas else contextlib.nullcontext():
+            _run(items, task, scratches)
     finally:
         for scratch in scratches:
             scratch.release()
@@ -61,12 +64,11 @@ def for_each(items: Sequence[Item], task: Callable[[Item, Scratch], None], n: in
 
 
 def _run(items: Sequence[Item], task: Callable[[Item, Scratch], None], scratches: list[Scratch]) -> None:
-    with _single_threaded_blas():
-        if len(scratches) == 1:
-            for item in items:
-                task(item, scratches[0])
-        else:
-            _run_on_workers(items, task, scratches)
+    if len(scratches) == 1:
+        for item in items:
+            task(item, scratches[0])
+    else:
+        _run_on_workers(items, task, scratches)
 
 
 def _run_on_workers(items: Sequence[Item], task: Callable[[Item, Scratch], None], scratches: list[Scratch]) -> None:

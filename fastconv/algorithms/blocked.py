@@ -98,12 +98,12 @@ class Blocked(Algorithm):
                       for r in par.split(geom.batch * plan.blocks_in, 2 * n)]
                      + [lambda r=r: k.pack_weights(w3.reshape(-1), w_shape, wp, plan.blocks_in, plan.obw, *r)
                         for r in par.split(plan.blocks_out, 2 * n)])
-            par.for_each(steps, lambda step, _: step(), n, x.dtype)
+            par.for_each(steps, lambda step, _: step(), n, x.dtype, blas=False)
             jobs = plan.jobs(n)
             offsets, out_size, stride = plan.offsets(), np.array(s3.out_size), np.array(s3.stride)
             par.for_each(par.shares(len(jobs), n),
                          lambda r, _: k.forward(xp, wp, offsets, geom.kernel_volume, plan.chunk, packed, out_size,
-                                                stride, jobs, y, *r), n, x.dtype)
+                                                stride, jobs, y, *r), n, x.dtype, blas=False)
         return y.reshape(geom.output_shape)
 
 

@@ -374,7 +374,7 @@ def _parallel(kernel, seconds: float, jobs: int):
 
     def run(*args):
         ranges = par.split(jobs, 4 * threads) if threads > 1 else [(0, jobs)]
-        par.for_each(ranges, lambda r, _: kernel(*args, *r), threads, np.float64)
+        par.for_each(ranges, lambda r, _: kernel(*args, *r), threads, np.float64, blas=False)
     return run
 
 
