@@ -145,7 +145,7 @@ def pack_weights(w, shape, wp, cb_count, obw, ob0, ob1):  # pragma: no cover - c
     outputs, channels, taps = shape
     lanes = 64 // wp.itemsize
     block = taps * B * obw
-    transposed = np.empty(block, dtype=wp.dtype)
+    transposed = simd.aligned_empty(block, wp.dtype)
     for ob in range(ob0, ob1):
         for cb in range(cb_count):
             base = (ob * cb_count + cb) * block
@@ -182,7 +182,7 @@ def forward(xp, wp, offs, taps, chunk, packed, out_size, stride, jobs, y, j0, j1
     longest = 0
     for j in range(j0, j1):
         longest = max(longest, (jobs[j, 2] - jobs[j, 1]) * (jobs[j, 4] - jobs[j, 3]))
-    acc = np.empty(batch * longest * obw, dtype=y.dtype)
+    acc = simd.aligned_empty(batch * longest * obw, y.dtype)
     for j in range(j0, j1):
         ob, r0, r1, c0, c1, pixels = jobs[j, 0], jobs[j, 1], jobs[j, 2], jobs[j, 3], jobs[j, 4], jobs[j, 5]
         rows, cols = r1 - r0, c1 - c0

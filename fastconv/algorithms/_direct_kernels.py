@@ -77,7 +77,7 @@ def _longest_run(rows, pitch, ncols, chunk):
 @numba.njit(cache=True)
 def _zeroed(n, dtype):
     """A zero-filled scratch array."""
-    a = np.empty(n, dtype)
+    a = simd.aligned_empty(n, dtype)
     for i in range(n):
         a[_U(i)] = 0
     return a
@@ -341,7 +341,7 @@ def forward(x, in_size, channels, w, offs, count, cells, y, out_size, lo, stride
     longest = _longest_run(rows, qw, ow_, chunk)
     # scratch for all jobs: every plane has the same padding, which packing never writes
     xs = _zeroed(cg * packed + _SLACK, x.dtype)
-    acc = np.empty(8 * (longest + _SLACK), x.dtype)  # 8 outputs' runs (the widest tile)
+    acc = simd.aligned_empty(8 * (longest + _SLACK), x.dtype)  # 8 outputs' runs (the widest tile)
     table = np.empty(cells.shape, x.dtype)
     for job in range(j0, j1):  # of batch * groups * nob * parts
         part = job % parts
@@ -408,7 +408,7 @@ def input_grad(dy, out_size, out_channels, w, offs, phases, dx, in_size, lo, str
         blocks = max(blocks, (phases[p, 7] + rows - 1) // rows)
         chunks = max(chunks, (phases[p, 8] + chunk - 1) // chunk)
     ys = _zeroed(og * packed + _SLACK, dy.dtype)  # for all jobs: packing never writes the margins
-    acc = np.empty(4 * (longest + _SLACK), dy.dtype)
+    acc = simd.aligned_empty(4 * (longest + _SLACK), dy.dtype)
     for job in range(j0, j1):  # of batch * groups * ncb
         jb = job % ncb
         g = (job // ncb) % groups
@@ -469,7 +469,7 @@ def weight_grad(x, in_size, channels, dy, out_size, out_channels, offs, count, l
     width = offs.shape[0]
     splits = partial.shape[0]
     xs = _zeroed(cg * packed, x.dtype)  # for all jobs: packing never writes the padding
-    gy = np.empty(4 * longest, x.dtype)
+    gy = simd.aligned_empty(4 * longest, x.dtype)
     for job in range(j0, j1):  # of groups * nob * splits
         split = job % splits
         jb = (job // splits) % nob

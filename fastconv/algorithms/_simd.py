@@ -8,12 +8,24 @@ cached kernels (``__pycache__/*.nbi``, ``*.nbc``) of the modules that use it."""
 
 from __future__ import annotations
 
+import numba
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 I32, I64 = ir.IntType(32), ir.IntType(64)
+
+
+@numba.njit(inline="always")
+def aligned_empty(n, dtype):  # pragma: no cover - compiled
+    """An uninitialised 1-D array of ``n`` elements starting on a 64-byte cache line: numba's own
+    arrays start on 32 bytes, so half of them would split every vector access across two lines
+    (the direct kernels' correlations ran 1.75x slower from such a start)."""
+    raw = np.empty(n + 64, dtype)
+    start = (-(raw.ctypes.data // raw.itemsize)) % (64 // raw.itemsize)
+    return raw[start:start + n]
 
 
 def vector(context, scalar_type) -> tuple[ir.Type, int, int, ir.VectorType]:

@@ -176,7 +176,7 @@ def _input_transform(m, x, src_rows, lo, col_stop, nd, t_last, u0, u1, c0, c1, v
     # two regions of rows (k, nu) for the passes over the axes; never swapped as variables
     # (numba then loses track of the arrays and the loops stop vectorising)
     region = kk * alpha if nd > 1 else 0
-    scratch = np.empty((2 * region, 1, size), dtype=v.dtype)
+    scratch = simd.aligned_empty(2 * region * size, v.dtype).reshape((2 * region, 1, size))
     for c in range(c0, c1):
         for uu in range(u1 - u0):
             n = (u0 + uu) // rows
@@ -217,8 +217,8 @@ def _output_side(m, nd, t_last, u0, u1, dtype):  # pragma: no cover - compiled
     size = (u1 - u0) * tw
     region = m * alpha ** (nd - 1) if nd > 1 else 0
     last = ((nd - 2) % 2) * region
-    return (alpha, tw, size, region, last, np.empty((2 * region, 1, size), dtype=dtype),
-            np.empty((m, 1, size), dtype=dtype))
+    return (alpha, tw, size, region, last, simd.aligned_empty(2 * region * size, dtype).reshape((2 * region, 1, size)),
+            simd.aligned_empty(m * size, dtype).reshape((m, 1, size)))
 
 
 @numba.njit(inline="always")
@@ -325,7 +325,7 @@ def _filter_transform(m, kind, w, nd, f0, f1, u):  # pragma: no cover - compiled
     alpha = m + 2
     taps = w.shape[1]
     region = 3 * alpha ** (nd - 1)  # rows after any pass but the last
-    scratch = np.empty((2 * region, 1, _FILTER_BLOCK), dtype=u.dtype)
+    scratch = simd.aligned_empty(2 * region * _FILTER_BLOCK, u.dtype).reshape((2 * region, 1, _FILTER_BLOCK))
     rows, filters = scratch.reshape(-1), w.reshape(-1)  # flat, unsigned indices: the copy vectorises
     for b0 in range(f0, f1, _FILTER_BLOCK):
         nb = min(_FILTER_BLOCK, f1 - b0)
