@@ -122,6 +122,16 @@ BLOCKED_SECONDS_PER_PACKED_WEIGHT_BYTE = 3.2e-10
 #: Per byte of the output, its sums stored from pixel-major order by vector transposes.
 BLOCKED_SECONDS_PER_OUTPUT_BYTE = 2.9e-10
 
+# ---- depthwise_blocked (algorithms/depthwise_blocked.py, DepthwiseBlocked.cost) -------------------
+# Fitted (non-negative least squares) to the suite's four depthwise forward layers on 2 threads
+# (dw3x3, dw3x3s2, dw5x5, dw31x31: 1.34, 2.14, 0.84, 2.85 ms) so that its estimates stand to its
+# times as ``depthwise``'s do on the same layers (1.8-2.5x; within 0.91-1.10 of that): the planner
+# then picks it where it was faster (dw5x5, 0.84 vs 0.94 ms; dw31x31, 2.85 vs 3.16 ms).
+#: Per vector multiply-add (one tap of one output pixel of a block of channels).
+DEPTHWISE_BLOCKED_SECONDS_PER_VECTOR_MAC = 3.6e-10
+#: Per byte of the packed planes and of the output, both moved by vector transposes.
+DEPTHWISE_BLOCKED_SECONDS_PER_BYTE = 1.8e-10
+
 # ---- winograd (algorithms/winograd.py, Winograd.cost) -----------------------------------------
 # The transform-domain products are costed as gemm's (gemm_seconds); the transforms per element
 # of the transformed inputs, products and filters, times the alpha = m + 2 terms each element of

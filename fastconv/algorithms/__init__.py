@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._base import OPS, Algorithm
 from .blocked import Blocked
 from .depthwise import Depthwise
+from .depthwise_blocked import DepthwiseBlocked
 from .direct import Direct
 from .fft import FFT
 from .gemm import Gemm
@@ -15,6 +16,6 @@ from .winograd import Winograd
 
 #: Every algorithm by name, in the order the planner lists them.
 ALGORITHMS: dict[str, Algorithm] = {alg.name: alg for alg in (Reference(), Gemm(), Taps(), FFT(), Direct(), Blocked(), Depthwise(),
-                                                                Subpixel(), Winograd(2), Winograd(4))}
+                                                                DepthwiseBlocked(), Subpixel(), Winograd(2), Winograd(4))}
 
 __all__ = ["ALGORITHMS", "OPS", "Algorithm"]

@@ -56,7 +56,7 @@ def _tile(typingctx, pixels, x, xb, w, wb, offs, count, acc, ab, first):
         fma = simd.fma(builder, vec)
 
         def vector_at(pointer, index):
-            return builder.bitcast(builder.gep(pointer, [index]), vec.as_pointer())
+            return simd.vector_at(builder, vec, pointer, index)
 
         def sums_at(p, v):
             return vector_at(acc_p, builder.add(ab_v, ir.Constant(i64, p * obw + v * lanes)))

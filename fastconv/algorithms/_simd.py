@@ -49,6 +49,11 @@ def data(context, builder, array_type, array, scalar: ir.Type):
                            scalar.as_pointer())
 
 
+def vector_at(builder, vec: ir.VectorType, pointer, index):
+    """A ``vec`` pointer to element ``index`` of a scalar ``pointer``."""
+    return builder.bitcast(builder.gep(pointer, [index]), vec.as_pointer())
+
+
 def splat(builder, vec: ir.VectorType, value):
     """A ``vec`` of copies of the scalar ``value`` (one broadcast instruction)."""
     one = builder.insert_element(ir.Constant(vec, ir.Undefined), value, ir.Constant(I32, 0))

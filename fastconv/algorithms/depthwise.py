@@ -5,6 +5,8 @@ channel sum for a matrix product to exploit: the work is a per-plane correlation
 direct kernels (packed planes, every tap a constant offset, long vectorised runs; see
 ``direct``), one job per (sample, channel). A channel multiplier of 4 or more (a single-channel
 stem with many filters, for instance) computes four filters per pass sharing their loads.
+``depthwise_blocked`` vectorises along channels instead (aligned loads, faster from 5x5 kernels
+on); the planner picks between them.
 """
 
 from __future__ import annotations
