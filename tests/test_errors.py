@@ -123,3 +123,23 @@ def test_accepted_like_torch():
     assert fc.conv2d(X[:0], W, groups=2).shape == (0, 4, 6, 6)
     assert fc.conv_transpose2d(X[:0], WT, stride=2).shape == (0, 2, 17, 17)
     assert fg.conv2d_weight(X[:0], (4, 3, 3, 3), DY[:0], groups=2).shape == (4, 3, 3, 3)
+
+
+def test_remembered_geometries_still_validate_every_call():
+    """Geometries are remembered by the repr of the public arguments: an identical call reuses the
+    same object, and a bool, float or bad size after a valid call of the same shapes still raises."""
+    from fastconv._errors import CallContext
+    from fastconv._geometry import ConvGeometry
+    x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((2, 2, 3, 3), np.float32)
+    ctx = CallContext("conv2d")
+    first = ConvGeometry.for_conv(x.shape, w.shape, 1, 1, 1, 1, ctx)
+    assert ConvGeometry.for_conv(x.shape, w.shape, 1, 1, 1, 1, ctx) is first
+    assert ConvGeometry.for_conv(x.shape, w.shape, (1, 1), [1, 1], 1, 1, ctx) == first
+    fc.conv2d(x, w, groups=1)
+    with pytest.raises(TypeError, match="groups must be an int, got True"):
+        fc.conv2d(x, w, groups=True)
+    with pytest.raises(TypeError, match="padding must be an int"):
+        fc.conv2d(x, w, padding=1.0)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="smaller than the dilated kernel"):
+            fc.conv2d(x, np.ones((2, 2, 7, 7), np.float32))

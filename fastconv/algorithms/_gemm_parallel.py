@@ -8,8 +8,9 @@ at barriers inside every product: on the reference machine under load (11 runnab
 on 2 cores) resnet50.3x3c128s2 ran 4-7x slower with two BLAS threads than with one.
 
 BLAS is held to one thread for the duration of every call that multiplies matrices, through
-threadpoolctl, also when the call is too small to share: OpenBLAS's own threads spin for ~0.1 s after a product, and on two
-cores that spinning halved the speed of the calls that followed (ours or another library's).
+threadpoolctl, also when the call is too small to share: OpenBLAS's own threads spin for ~0.1 s
+after a product, and on two cores that spinning halved the speed of the calls that followed (ours
+or another library's).
 Without threadpoolctl, tiles run in the calling thread and BLAS keeps its own threads.
 """
 
