@@ -3,7 +3,6 @@ the result is right, and the worker's peak memory stays under its limit."""
 
 from __future__ import annotations
 
-import itertools
 import re
 
 import numpy as np

@@ -112,3 +112,10 @@ def test_declines_beyond_workspace(monkeypatch):
     geom = _geometry((1, 16, 512, 512), (3, 3), 1, 1, 1)
     monkeypatch.setattr(_config, "workspace_bytes", 2**20)
     assert "workspace" in DW_BLOCKED.supports(geom, np.dtype("float32"), "forward")
+
+
+def test_declared_strides_are_the_compiled_ones():
+    """The plug-in declines strides by its own copy of the kernel's STRIDES (importing the kernels
+    would start numba): they must agree."""
+    from fastconv.algorithms import _depthwise_blocked_kernels, depthwise_blocked
+    assert depthwise_blocked.STRIDES == _depthwise_blocked_kernels.STRIDES

@@ -54,16 +54,18 @@ def _tile(typingctx, pixels, x, xb, stride, w, wb, offs, count, acc):
             cells = [cgutils.alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(count_p)]
             with cgutils.for_range(builder, count_v) as loop:
                 xs = builder.add(xb_v, builder.load(builder.gep(offs_p, [loop.index])))
-                weight = builder.load(vector_at(w_p, builder.add(wb_v, builder.mul(loop.index, ir.Constant(i64, lanes)))),
-                                      align=size)
+                at = builder.add(wb_v, builder.mul(loop.index, ir.Constant(i64, lanes)))
+                weight = builder.load(vector_at(w_p, at), align=size)
                 for p in range(count_p):
                     value = builder.load(vector_at(x_p, builder.add(xs, ir.Constant(i64, p * step))), align=size)
                     builder.store(builder.call(fma, [value, weight, builder.load(cells[p])]), cells[p])
             for p in range(count_p):
                 builder.store(builder.load(cells[p]), vector_at(acc_p, ir.Constant(i64, p * lanes)), align=size)
 
-        simd.switch(builder, stride_v, STRIDES, lambda s: simd.switch(
-            builder, pixels_v, range(1, PIXELS + 1), lambda p: tile(p, s * lanes), f"tile.stride{s}.pixels"), "tile.stride")
+        def strided(s):
+            simd.switch(builder, pixels_v, range(1, PIXELS + 1), lambda p: tile(p, s * lanes), f"tile.s{s}.pixels")
+
+        simd.switch(builder, stride_v, STRIDES, strided, "tile.stride")
         return context.get_dummy_value()
 
     return types.void(pixels, x, xb, stride, w, wb, offs, count, acc), codegen

@@ -92,7 +92,8 @@ def _offsets(geom: ConvGeometry, lanes: int) -> np.ndarray:
     s3 = spatial3d(geom)
     _, hp, wp = _padded(geom)
     kd, kh, kw = (np.arange(k) * d for k, d in zip(s3.kernel, s3.dilation))
-    return (((kd[:, None, None] * hp + kh[None, :, None]) * wp + kw[None, None, :]) * lanes).reshape(-1).astype(np.int64)
+    pixels = (kd[:, None, None] * hp + kh[None, :, None]) * wp + kw[None, None, :]
+    return (pixels * lanes).reshape(-1).astype(np.int64)
 
 
 def _threads() -> int:
