@@ -115,7 +115,7 @@ def test_declines_beyond_workspace(monkeypatch):
 
 
 def test_declared_strides_are_the_compiled_ones():
-    """The plug-in declines strides by its own copy of the kernel's STRIDES (importing the kernels
-    would start numba): they must agree."""
+    """The plug-in declines the strides its micro-kernel is not compiled for: the kernels take their
+    STRIDES from the plug-in."""
     from fastconv.algorithms import _depthwise_blocked_kernels, depthwise_blocked
     assert depthwise_blocked.STRIDES == _depthwise_blocked_kernels.STRIDES

@@ -25,6 +25,8 @@ Imported lazily; compiled once per dtype and cached on disk.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -55,8 +57,7 @@ def _tile(typingctx, pixels, x, xb, w, wb, offs, count, acc, ab, first):
         offs_p = cgutils.create_struct_proxy(offs)(context, builder, value=offs_v).data
         fma = simd.fma(builder, vec)
 
-        def vector_at(pointer, index):
-            return simd.vector_at(builder, vec, pointer, index)
+        vector_at = functools.partial(simd.vector_at, builder, vec)
 
         def sums_at(p, v):
             return vector_at(acc_p, builder.add(ab_v, ir.Constant(i64, p * obw + v * lanes)))

@@ -16,6 +16,8 @@ Imported lazily; compiled once per dtype and cached on disk.
 
 from __future__ import annotations
 
+import functools
+
 import numba
 from llvmlite import ir
 from numba import types
@@ -23,22 +25,19 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import _simd as simd
+from .depthwise_blocked import STRIDES
 
 #: Most output pixels per register tile: 16 sums, the weight and an input vector in 18 registers.
 PIXELS = 16
-
-
-#: Strides along the last axis the micro-kernel is compiled for: the pixels' input vectors are then
-#: at constant displacements from one register (with the stride a run-time value, 16 pixel
-#: pointers spilled to the stack and were reloaded every tap).
-STRIDES = (1, 2)
 
 
 @intrinsic
 def _tile(typingctx, pixels, x, xb, stride, w, wb, offs, count, acc):
     """``acc[p*lanes : +lanes] = sum over t < count of w[wb + t*lanes : +lanes] * x[xb + offs[t] +
     p*stride*lanes : +lanes]`` for p < pixels (1 to ``PIXELS``), stride in ``STRIDES``; fused
-    multiply-adds in tap order. Switches pick the variant, each fully unrolled."""
+    multiply-adds in tap order. Switches pick the variant, each fully unrolled: with constant
+    strides the pixels' input vectors are at constant displacements from one register (with the
+    stride a run-time value, 16 pixel pointers spilled to the stack and were reloaded every tap)."""
     def codegen(context, builder, signature, args):
         pixels_v, x_v, xb_v, stride_v, w_v, wb_v, offs_v, count_v, acc_v = args
         scalar, size, lanes, vec = simd.vector(context, acc.dtype)
@@ -47,8 +46,7 @@ def _tile(typingctx, pixels, x, xb, stride, w, wb, offs, count, acc):
         offs_p = cgutils.create_struct_proxy(offs)(context, builder, value=offs_v).data
         fma = simd.fma(builder, vec)
 
-        def vector_at(pointer, index):
-            return simd.vector_at(builder, vec, pointer, index)
+        vector_at = functools.partial(simd.vector_at, builder, vec)
 
         def tile(count_p, step):
             cells = [cgutils.alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(count_p)]

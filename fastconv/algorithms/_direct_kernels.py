@@ -191,8 +191,8 @@ def _register_tile(outputs: int, vectors: int):
             with cgutils.for_range(builder, count_v) as loop:
                 t = builder.add(col_v, loop.index)
                 start = builder.add(base_v, builder.load(builder.gep(offs_p, [t])))
-                pointers = [builder.gep(src_p, [builder.add(start, ir.Constant(i64, v * lanes))]) for v in range(vectors)]
-                loads = [builder.load(builder.bitcast(ptr, vec.as_pointer()), align=size) for ptr in pointers]
+                loads = [builder.load(simd.vector_at(builder, vec, src_p, builder.add(start, ir.Constant(i64, v * lanes))),
+                                      align=size) for v in range(vectors)]
                 for m in range(outputs):
                     weight = builder.load(builder.gep(w_p, [builder.add(w_rows[m], t)]))
                     broadcast = simd.splat(builder, vec, weight)

@@ -194,7 +194,7 @@ def phases(m: int, merge: bool, first_only: bool = False):
                 return [pick(values, [divmod(to_row[(q, f)], lanes) for f in range(lanes)]) for q in range(m)]
 
             def address(pointer, offset):
-                return builder.bitcast(builder.gep(pointer, [offset]), vec.as_pointer())
+                return vector_at(builder, vec, pointer, offset)
 
             if not merge:  # the window, in floats of the row
                 lo_f, hi_f = (builder.trunc(builder.mul(v, scale), I32) for v in args[5:7])
@@ -251,9 +251,9 @@ def window_copy(typingctx, dst, d0, src, s0, lo, hi, count):
         lo_s, hi_s = (builder.trunc(builder.mul(v, scale), I32) for v in (lo_v, hi_v))
 
         def step(q, load, store):
-            source = builder.bitcast(builder.gep(src_p, [builder.add(s0_s, q)]), vec.as_pointer())
+            source = vector_at(builder, vec, src_p, builder.add(s0_s, q))
             store(masked_load(builder, vec, size, source, window_mask(builder, lanes, q, lo_s, hi_s)),
-                  builder.bitcast(builder.gep(dst_p, [builder.add(d0_s, q)]), vec.as_pointer()))
+                  vector_at(builder, vec, dst_p, builder.add(d0_s, q)))
 
         vector_loop(builder, vec, size, builder.mul(count_v, scale), step)
         return context.get_dummy_value()
@@ -294,8 +294,7 @@ def transpose(typingctx, dst, d0, d_pitch, src, s0, s_pitch, rows, cols, width):
         none = ir.Constant(cols_mask.type, None)
 
         def address(pointer, base, pitch, k):
-            at = builder.add(base, builder.mul(pitch, ir.Constant(I64, k)))
-            return builder.bitcast(builder.gep(pointer, [at]), vec.as_pointer())
+            return vector_at(builder, vec, pointer, builder.add(base, builder.mul(pitch, ir.Constant(I64, k))))
 
         loaded = [masked_load(builder, vec, size, address(src_p, s0_v, sp_v, r), builder.select(
             builder.icmp_signed(">", rows_v, ir.Constant(I32, r)), cols_mask, none)) for r in range(lanes)]

@@ -61,7 +61,7 @@ def _row_maps(matrices):
             fma = simd.fma(builder, vec)
 
             def address(pointer, offset, q):
-                return builder.bitcast(builder.gep(pointer, [builder.add(offset, q)]), vec.as_pointer())
+                return simd.vector_at(builder, vec, pointer, builder.add(offset, q))
 
             def rows(matrix, values):
                 out = []

@@ -21,12 +21,11 @@ import numpy as np
 
 from .. import _config
 from .._geometry import ConvGeometry
-from . import _gemm_parallel as par
 from ._base import Algorithm
 from ._layout import spatial3d
+from .direct import _threads, call_seconds, parallel
 
-#: Strides along the last axis the micro-kernel is compiled for (``_depthwise_blocked_kernels.STRIDES``:
-#: not imported here, numba is slow to import).
+#: Strides along the last axis the micro-kernel (``_depthwise_blocked_kernels``) is compiled for.
 STRIDES = (1, 2)
 
 
@@ -58,8 +57,7 @@ class DepthwiseBlocked(Algorithm):
         moved = geom.batch * blocks * lanes * math.prod(_padded(geom)) + math.prod(geom.output_shape)
         seconds = (vector_macs * cm.DEPTHWISE_BLOCKED_SECONDS_PER_VECTOR_MAC
                    + moved * np.dtype(dtype).itemsize * cm.DEPTHWISE_BLOCKED_SECONDS_PER_BYTE)
-        threads = _threads()
-        return seconds * threads / min(threads, geom.batch * blocks) + cm.DIRECT_SECONDS_PER_CALL
+        return call_seconds(seconds, geom.batch * blocks)
 
     def forward(self, x, w, geom):
         from . import _depthwise_blocked_kernels as k
@@ -70,13 +68,10 @@ class DepthwiseBlocked(Algorithm):
         wp[:geom.in_channels] = w.reshape(geom.in_channels, taps)
         wp = np.ascontiguousarray(wp.reshape(blocks, lanes, taps).transpose(0, 2, 1))
         y = np.empty(geom.output_shape, dtype=x.dtype)
-        jobs = geom.batch * blocks
-        n = _threads() if jobs > 1 and self.cost(geom, x.dtype, "forward") > _parallel_seconds() else 1
-        args = (np.ascontiguousarray(x).reshape(-1), np.array((geom.batch, geom.in_channels, *s3.in_size)), wp,
-                _offsets(geom, lanes), y.reshape(-1), np.array(s3.out_size), np.array(s3.lo), np.array(s3.stride),
-                np.array(_padded(geom)))
-        ranges = par.split(jobs, par.SHARES_PER_WORKER * n) if n > 1 else [(0, jobs)]
-        par.for_each(ranges, lambda r, _: k.forward(*args, *r), n, x.dtype, blas=False)
+        run = parallel(k.forward, self.cost(geom, x.dtype, "forward"), geom.batch * blocks)
+        run(np.ascontiguousarray(x).reshape(-1), np.array((geom.batch, geom.in_channels, *s3.in_size)), wp,
+            _offsets(geom, lanes), y.reshape(-1), np.array(s3.out_size), np.array(s3.lo), np.array(s3.stride),
+            np.array(_padded(geom)))
         return y
 
 
@@ -94,13 +89,3 @@ def _offsets(geom: ConvGeometry, lanes: int) -> np.ndarray:
     kd, kh, kw = (np.arange(k) * d for k, d in zip(s3.kernel, s3.dilation))
     pixels = (kd[:, None, None] * hp + kh[None, :, None]) * wp + kw[None, None, :]
     return (pixels * lanes).reshape(-1).astype(np.int64)
-
-
-def _threads() -> int:
-    from .. import _threads
-    return _threads.get_num_threads()
-
-
-def _parallel_seconds() -> float:
-    from .._cost_model import DIRECT_PARALLEL_SECONDS
-    return DIRECT_PARALLEL_SECONDS

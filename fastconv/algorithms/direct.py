@@ -302,9 +302,7 @@ class Direct(Algorithm):
                    + (jobs * other * planes + written) * cm.DIRECT_SECONDS_PER_ELEMENT)
         if op == "weight_grad" and geom.in_per_group > 1:
             seconds *= cm.DIRECT_DENSE_WEIGHT_GRAD_FACTOR
-        # the constants are for every core busy; fewer jobs than threads leave cores idle
-        threads = _threads()
-        return seconds * threads / min(threads, jobs) + cm.DIRECT_SECONDS_PER_CALL
+        return call_seconds(seconds, jobs)
 
     # ---- ops --------------------------------------------------------------------------------
     def forward(self, x, w, geom):
@@ -320,7 +318,7 @@ class Direct(Algorithm):
         parts = max(1, min(segments, -(-2 * _threads() // (jobs * -(-og // oblock)))))
         y = np.empty(geom.output_shape, dtype=x.dtype)
         cells = lay.cells if lay.rowwise else np.empty((_BLOCK, 0), dtype=np.int64)
-        run = _parallel(k.forward, self.cost(geom, x.dtype, "forward"), jobs * -(-og // oblock) * parts)
+        run = parallel(k.forward, self.cost(geom, x.dtype, "forward"), jobs * -(-og // oblock) * parts)
         run(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, cells, y.reshape(-1), sp.out_size,
             sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, parts)
         return y
@@ -338,7 +336,7 @@ class Direct(Algorithm):
         dx = np.empty(geom.input_shape, dtype=dy.dtype)
         cblock = _block(cg, geom.batch * geom.groups)
         jobs = geom.batch * geom.groups * -(-cg // cblock)
-        run = _parallel(k.input_grad, self.cost(geom, dy.dtype, "input_grad"), jobs)
+        run = parallel(k.input_grad, self.cost(geom, dy.dtype, "input_grad"), jobs)
         run(_flat(dy), sp.out_size, geom.out_channels, np.ascontiguousarray(table), lay.offsets, lay.phases,
             dx.reshape(-1), sp.in_size, sp.lo, sp.stride, lay.e0, lay.e, lay.rows, lay.chunk, geom.groups, cblock)
         return dx
@@ -354,13 +352,21 @@ class Direct(Algorithm):
         oblock = _block(og, geom.groups * geom.batch)
         splits = max(1, min(geom.batch, -(-2 * _threads() // (geom.groups * -(-og // oblock)))))
         partial = np.zeros((splits, geom.out_channels, lay.offsets.size))
-        run = _parallel(k.weight_grad, self.cost(geom, x.dtype, "weight_grad"), geom.groups * -(-og // oblock) * splits)
+        run = parallel(k.weight_grad, self.cost(geom, x.dtype, "weight_grad"), geom.groups * -(-og // oblock) * splits)
         run(_flat(x), sp.in_size, geom.in_channels, _flat(dy), sp.out_size, geom.out_channels, lay.offsets, lay.count,
             sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, partial)
         return partial.sum(axis=0)[:, :lay.count].astype(x.dtype).reshape(geom.weight_shape)
 
 
-def _parallel(kernel, seconds: float, jobs: int):
+def call_seconds(seconds: float, jobs: int) -> float:
+    """A call's estimate from ``seconds`` of work at every core busy, when it has ``jobs`` jobs
+    (fewer jobs than threads leave cores idle), plus the per-call overhead."""
+    from .._cost_model import DIRECT_SECONDS_PER_CALL
+    threads = _threads()
+    return seconds * threads / min(threads, jobs) + DIRECT_SECONDS_PER_CALL
+
+
+def parallel(kernel, seconds: float, jobs: int):
     """``kernel`` with its ``jobs`` handed out in ranges of about a quarter of a thread's share, on
     fastconv's worker threads: on a busy machine a descheduled thread then delays only its current
     range, where static shares would wait for it (each range re-runs the kernel's per-job set-up,
