@@ -17,6 +17,9 @@ import numpy as np
 
 from ._geometry import ConvGeometry
 
+#: The extra contender of a gradient case: fastconv's forward pass of the same layer, timed in the
+#: same rounds so that gradient / forward compares times of the same minutes of a noisy machine.
+FORWARD = "fastconv forward"
 #: Largest im2col matrix the textbook NumPy peer may build; above it, it declines.
 IM2COL_LIMIT_BYTES = 2 * 2**30
 
@@ -83,6 +86,8 @@ def contenders(case: Case, threads: int, algorithm: str | None = None) -> tuple[
             skipped[name] = str(exc)
             continue
         calls[name] = result
+    if "fastconv" in calls and case.op.startswith("grad_"):
+        calls[FORWARD] = _fastconv_forward(case, threads, algorithm)
     return calls, skipped
 
 
@@ -98,6 +103,13 @@ def _fastconv(case: Case, a, b, threads, algorithm) -> Callable:
         return lambda: fn(a, case.w, b, **kw)
     fn = getattr(functional, case.function)
     return lambda: fn(a, b, **kw)
+
+
+def _fastconv_forward(case: Case, threads, algorithm) -> Callable:
+    """fastconv's forward pass of a gradient case's layer (the planner's choice: a forced algorithm
+    names the gradient's)."""
+    forward = Case(case.name, f"conv{case.nd}d", case.x, case.w, case.kwargs)
+    return _fastconv(forward, *forward.operands(), threads, None)
 
 
 def _torch(case: Case, a, b, threads, algorithm) -> Callable:

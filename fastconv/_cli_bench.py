@@ -3,10 +3,11 @@
 For each case every implementation runs once to warm up, then ``--repeats`` rounds time one
 call of each, interleaved, each after 0.15 s of untimed calls of the same implementation (the
 peers' thread pools spin after a call and would otherwise slow the next implementation), and
-the medians are compared. fastconv's and torch's float32 results
-are checked against torch's float64 result (relative L2 error), fastconv's peak extra memory is
-traced, and the table, a JSON file and a PNG chart are written. Timings on a shared machine are
-noisy: compare ratios, not times, and run twice.
+the medians are compared. A gradient case also times fastconv's forward pass of its layer in
+the same rounds, so that gradient / forward compares the same minutes. fastconv's and torch's
+float32 results are checked against torch's float64 result (relative L2 error), fastconv's
+peak extra memory is traced, and the table, a JSON file and a PNG chart are written. Timings
+on a shared machine are noisy: compare ratios, not times, and run twice.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._bench_peers import Case, contenders, float64_result
+from ._bench_peers import FORWARD, Case, contenders, float64_result
 from ._measure import cpu_model, interleaved_times, median, peak_traced_bytes
 
 PEERS = ("torch", "onnxruntime", "numpy-im2col")
@@ -73,7 +74,7 @@ def run_case(case: Case, threads: int, repeats: int, algorithm: str | None, peer
     memory and algorithm."""
     calls, skipped = contenders(case, threads, algorithm)
     if not peers:
-        calls = {k: v for k, v in calls.items() if k == "fastconv"}
+        calls = {k: v for k, v in calls.items() if k in ("fastconv", FORWARD)}
     row = {"name": case.name, "op": case.op, "x": case.x, "w": case.w, "kwargs": case.kwargs,
            "gflop": case.flops() / 1e9, "skipped": skipped, "times": {}, "samples": {}}
     if "fastconv" in calls:
@@ -129,15 +130,10 @@ def summary(rows: list[dict]) -> dict:
 
 
 def gradient_over_forward(rows: list[dict]) -> dict[str, float]:
-    """fastconv's time of each gradient case / its time on the forward case of the same layer, when both ran."""
-    forward = {(tuple(r["x"]), tuple(r["w"]), repr(r["kwargs"])): r for r in rows if r["op"].startswith("conv")
-               and not r["op"].startswith("conv_transpose")}
-    out = {}
-    for r in rows:
-        f = forward.get((tuple(r["x"]), tuple(r["w"]), repr(r["kwargs"])))
-        if r["op"].startswith("grad_") and f and "fastconv" in r["times"] and "fastconv" in f["times"]:
-            out[r["name"]] = r["times"]["fastconv"] / f["times"]["fastconv"]
-    return out
+    """fastconv's time of each gradient case / its time on the same layer's forward pass, timed in
+    the same rounds (``_bench_peers.FORWARD``)."""
+    return {r["name"]: r["times"]["fastconv"] / r["times"][FORWARD] for r in rows
+            if "fastconv" in r["times"] and FORWARD in r["times"]}
 
 
 def _ms(t: float | None) -> str:

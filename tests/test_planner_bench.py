@@ -47,6 +47,8 @@ def test_bench_runs_and_writes_table_json_and_chart(suite, tmp_path, capsys):
         assert row["algorithm"] in {c.label for c in Case(row["name"], row["op"], tuple(row["x"]), tuple(row["w"]),
                                                            row["kwargs"]).plan().candidates}
     assert data["summary"]["vs_torch"] > 0
+    # gradients are compared with their layer's forward pass timed in the same rounds
+    assert set(data["summary"]["gradient_over_forward"]) == {"tiny.dgrad", "tiny.wgrad"}
     pytest.importorskip("matplotlib")
     assert (out / "bench.png").stat().st_size > 0
     fastconv.set_num_threads(None)
@@ -74,6 +76,15 @@ def test_peers_compute_the_same_convolution(name, op, x, w, kw):
     if "groups" in kw or op.startswith("conv_transpose"):
         assert "numpy-im2col" in skipped
     torch.set_num_threads(fastconv.get_num_threads())
+
+
+def test_gradient_cases_time_their_layers_forward_pass():
+    """A gradient case's extra contender computes the forward convolution of the same layer."""
+    case = Case("g", "grad_weight2d", (2, 3, 8, 8), (4, 3, 3, 3), dict(padding=1))
+    calls, _ = contenders(case, threads=1)
+    forward = Case("f", "conv2d", case.x, case.w, case.kwargs)
+    np.testing.assert_array_equal(calls[_bench_peers.FORWARD](), fastconv.conv2d(*forward.operands(), padding=1))
+    assert calls["fastconv"]().shape == case.w
 
 
 def test_textbook_im2col_matches_reference():
