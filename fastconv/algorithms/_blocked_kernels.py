@@ -138,13 +138,14 @@ def pack_input(x, shape, xp, lo, sw, packed, i0, i1):  # pragma: no cover - comp
 
 
 @numba.njit(nogil=True, cache=True)
-def pack_weights(w, shape, wp, cb_count, obw, ob0, ob1):  # pragma: no cover - compiled
+def pack_weights(w, shape, wp, cb_count, ob0, ob1):  # pragma: no cover - compiled
     """Packed weights of output blocks ob0 <= ob < ob1 from the flat w of ``shape`` (O, C, taps);
     zero beyond O and C. A block's rows of w (its channels' taps, contiguous) are transposed a
     vector square at a time into an L1 buffer, whose (channel, tap) rows of OBW weights then move
     to (tap, channel) order."""
     outputs, channels, taps = shape
     lanes = 64 // wp.itemsize
+    obw = VECTORS * lanes  # a constant: each row below is two vector moves
     block = taps * B * obw
     transposed = simd.aligned_empty(block, wp.dtype)
     for ob in range(ob0, ob1):
@@ -159,8 +160,8 @@ def pack_weights(w, shape, wp, cb_count, obw, ob0, ob1):  # pragma: no cover - c
                 for col in range(0, filled * taps, lanes):
                     simd.transpose(transposed, col * obw + v, obw, w, src + col, channels * taps, rows,
                                    min(lanes, filled * taps - col), lanes)
-            for i in range(filled):
-                for t in range(taps):
+            for t in range(taps):  # wp in order: its stores stream
+                for i in range(filled):
                     at, src = base + (t * B + i) * obw, (i * taps + t) * obw
                     for o in range(obw):
                         wp[_U(at + o)] = transposed[_U(src + o)]

@@ -96,7 +96,7 @@ class Blocked(Algorithm):
             x_shape, w_shape = np.array(x5.shape, dtype=np.int64), np.array(w3.shape, dtype=np.int64)
             steps = ([lambda r=r: k.pack_input(x5.reshape(-1), x_shape, xp, lo, s3.stride[2], packed, *r)
                       for r in par.split(geom.batch * plan.blocks_in, 2 * n)]
-                     + [lambda r=r: k.pack_weights(w3.reshape(-1), w_shape, wp, plan.blocks_in, plan.obw, *r)
+                     + [lambda r=r: k.pack_weights(w3.reshape(-1), w_shape, wp, plan.blocks_in, *r)
                         for r in par.split(plan.blocks_out, 2 * n)])
             par.for_each(steps, lambda step, _: step(), n, x.dtype, blas=False)
             jobs = plan.jobs(n)
