@@ -18,6 +18,15 @@ compares algorithms on the same call.
 CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winograd2": 0.832, "winograd4": 0.7,
                                  "blocked": 1.1}
 
+#: Fixed seconds of one call of each algorithm beyond its work estimate (Python set-up, scratch,
+#: the hand-off to worker threads, kernel entry), which the planner adds to every estimate: medians
+#: of near-empty calls (1 sample, 4-16 channels, 6x6; minus their work estimates) on the reference
+#: machine in its faster mode (its slower one doubles them). They decide small calls: without them
+#: the planner sent a (1, 16, 8, 8) depthwise layer to fft (0.75 ms), where depthwise took 0.16 ms.
+CALL_SECONDS: dict[str, float] = {"reference": 1.5e-4, "gemm": 1.2e-4, "taps": 2e-4, "fft": 4e-4, "direct": 9.5e-5,
+                                  "blocked": 1.5e-4, "depthwise": 9.5e-5, "depthwise_blocked": 1.3e-4,
+                                  "subpixel": 2.2e-4, "winograd2": 1.5e-4, "winograd4": 1.8e-4}
+
 #: numba's one-time start-up in a process, paid by the first call of any compiled algorithm:
 #: importing numba (0.21 s), its BLAS check importing scipy.linalg (0.18 s) and registering its
 #: typing and lowering tables (0.25 s); measured in fresh processes on the reference machine
@@ -85,8 +94,6 @@ DIRECT_SECONDS_PER_BLOCKED_MAC = 1.75e-11
 DIRECT_SECONDS_PER_ROWS_MAC = 2.4e-11
 #: Per element packed (zero-padded, phase-split input planes) or stored/loaded (outputs, gradients).
 DIRECT_SECONDS_PER_ELEMENT = 7.7e-10
-#: Fixed cost of one call (argument checks, dispatch, thread start).
-DIRECT_SECONDS_PER_CALL = 5e-5
 #: Multiply-adds slow down by 1 + (packed planes of a group) / this: 1.15x at 5 MB, 2x at 37 MB
 #: (32-channel 3-D volumes, single thread, against 2-D layers whose group packs in 0.4 MB).
 DIRECT_CACHE_BYTES = 32 * 2**20
@@ -126,9 +133,12 @@ BLOCKED_SECONDS_PER_OUTPUT_BYTE = 2.9e-10
 # Fitted (non-negative least squares) to the suite's four depthwise forward layers on 2 threads
 # (dw3x3, dw3x3s2, dw5x5, dw31x31: 1.34, 2.14, 0.84, 2.85 ms) so that its estimates stand to its
 # times as ``depthwise``'s do on the same layers (1.8-2.5x; within 0.91-1.10 of that): the planner
-# then picks it where it was faster (dw5x5, 0.84 vs 0.94 ms; dw31x31, 2.85 vs 3.16 ms).
+# then picks it where it was faster (dw5x5, 0.84 vs 0.94 ms; dw31x31, 2.85 vs 3.16 ms). The
+# multiply-add's 3.6e-10 became 3.2e-10 when the planner began adding per-call overheads
+# (``CALL_SECONDS``, 35 us more for this algorithm than for depthwise): the same picks (dw5x5: 1.38
+# against depthwise's 1.46 ms in steady-state loops, 11 interleaved rounds).
 #: Per vector multiply-add (one tap of one output pixel of a block of channels).
-DEPTHWISE_BLOCKED_SECONDS_PER_VECTOR_MAC = 3.6e-10
+DEPTHWISE_BLOCKED_SECONDS_PER_VECTOR_MAC = 3.2e-10
 #: Per byte of the packed planes and of the output, both moved by vector transposes.
 DEPTHWISE_BLOCKED_SECONDS_PER_BYTE = 1.8e-10
 

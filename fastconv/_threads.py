@@ -15,14 +15,17 @@ installed (without it, BLAS keeps its own default and the algorithms run on one 
 
 from __future__ import annotations
 
+import functools
 import operator
 import os
 
 _ENV = "FASTCONV_NUM_THREADS"
 
 
+@functools.lru_cache(maxsize=1)
 def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS reports one)."""
+    """The cores this process may run on (its CPU affinity where the OS reports one), read once:
+    every call asks for the thread count several times, at ~2 us per read of the affinity."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import _adjoint, _config, _threads
-from ._cost_model import CALIBRATION, COMPILER_STARTUP_SECONDS
+from ._cost_model import CALIBRATION, CALL_SECONDS, COMPILER_STARTUP_SECONDS
 from ._geometry import ConvGeometry
 from .algorithms import ALGORITHMS, OPS
 
@@ -126,7 +126,7 @@ def _candidates(geom: ConvGeometry, dtype: np.dtype, op: str, names, cold: bool)
                 found.append(Candidate(name, route, None, reason))
                 continue
             startup = COMPILER_STARTUP_SECONDS if cold and alg.needs_compiler(g, alg_op) else 0.0
-            cost = (alg.cost(g, dtype, alg_op) * CALIBRATION.get(name, 1.0) + startup
+            cost = (alg.cost(g, dtype, alg_op) * CALIBRATION.get(name, 1.0) + CALL_SECONDS.get(name, 0.0) + startup
                     + (copies if route != "native" else 0.0))
             found.append(Candidate(name, route, cost, None, startup=startup))
     return found

@@ -360,10 +360,10 @@ class Direct(Algorithm):
 
 def call_seconds(seconds: float, jobs: int) -> float:
     """A call's estimate from ``seconds`` of work at every core busy, when it has ``jobs`` jobs
-    (fewer jobs than threads leave cores idle), plus the per-call overhead."""
-    from .._cost_model import DIRECT_SECONDS_PER_CALL
+    (fewer jobs than threads leave cores idle); the planner adds the per-call overhead
+    (``_cost_model.CALL_SECONDS``)."""
     threads = _threads()
-    return seconds * threads / min(threads, jobs) + DIRECT_SECONDS_PER_CALL
+    return seconds * threads / min(threads, jobs)
 
 
 def parallel(kernel, seconds: float, jobs: int):
