@@ -23,7 +23,7 @@ from .. import _config
 from .._geometry import ConvGeometry
 from ._base import Algorithm
 from ._layout import spatial3d
-from .direct import _threads, call_seconds, parallel
+from .direct import _threads, call_seconds, estimate, parallel
 
 #: Strides along the last axis the micro-kernel (``_depthwise_blocked_kernels``) is compiled for.
 STRIDES = (1, 2)
@@ -68,7 +68,7 @@ class DepthwiseBlocked(Algorithm):
         wp[:geom.in_channels] = w.reshape(geom.in_channels, taps)
         wp = np.ascontiguousarray(wp.reshape(blocks, lanes, taps).transpose(0, 2, 1))
         y = np.empty(geom.output_shape, dtype=x.dtype)
-        run = parallel(k.forward, self.cost(geom, x.dtype, "forward"), geom.batch * blocks)
+        run = parallel(k.forward, estimate(self, geom, x.dtype, "forward"), geom.batch * blocks)
         run(np.ascontiguousarray(x).reshape(-1), np.array((geom.batch, geom.in_channels, *s3.in_size)), wp,
             _offsets(geom, lanes), y.reshape(-1), np.array(s3.out_size), np.array(s3.lo), np.array(s3.stride),
             np.array(_padded(geom)))

@@ -318,7 +318,7 @@ class Direct(Algorithm):
         parts = max(1, min(segments, -(-2 * _threads() // (jobs * -(-og // oblock)))))
         y = np.empty(geom.output_shape, dtype=x.dtype)
         cells = lay.cells if lay.rowwise else np.empty((_BLOCK, 0), dtype=np.int64)
-        run = parallel(k.forward, self.cost(geom, x.dtype, "forward"), jobs * -(-og // oblock) * parts)
+        run = parallel(k.forward, estimate(self, geom, x.dtype, "forward"), jobs * -(-og // oblock) * parts)
         run(_flat(x), sp.in_size, geom.in_channels, table, lay.offsets, lay.count, cells, y.reshape(-1), sp.out_size,
             sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, parts)
         return y
@@ -336,7 +336,7 @@ class Direct(Algorithm):
         dx = np.empty(geom.input_shape, dtype=dy.dtype)
         cblock = _block(cg, geom.batch * geom.groups)
         jobs = geom.batch * geom.groups * -(-cg // cblock)
-        run = parallel(k.input_grad, self.cost(geom, dy.dtype, "input_grad"), jobs)
+        run = parallel(k.input_grad, estimate(self, geom, dy.dtype, "input_grad"), jobs)
         run(_flat(dy), sp.out_size, geom.out_channels, np.ascontiguousarray(table), lay.offsets, lay.phases,
             dx.reshape(-1), sp.in_size, sp.lo, sp.stride, lay.e0, lay.e, lay.rows, lay.chunk, geom.groups, cblock)
         return dx
@@ -352,10 +352,21 @@ class Direct(Algorithm):
         oblock = _block(og, geom.groups * geom.batch)
         splits = max(1, min(geom.batch, -(-2 * _threads() // (geom.groups * -(-og // oblock)))))
         partial = np.zeros((splits, geom.out_channels, lay.offsets.size))
-        run = parallel(k.weight_grad, self.cost(geom, x.dtype, "weight_grad"), geom.groups * -(-og // oblock) * splits)
+        run = parallel(k.weight_grad, estimate(self, geom, x.dtype, "weight_grad"), geom.groups * -(-og // oblock) * splits)
         run(_flat(x), sp.in_size, geom.in_channels, _flat(dy), sp.out_size, geom.out_channels, lay.offsets, lay.count,
             sp.lo, sp.stride, lay.q, lay.rows, lay.chunk, geom.groups, oblock, partial)
         return partial.sum(axis=0)[:, :lay.count].astype(x.dtype).reshape(geom.weight_shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _estimate(alg: Algorithm, geom: ConvGeometry, dtype: np.dtype, op: str, threads: int) -> float:
+    return alg.cost(geom, dtype, op)
+
+
+def estimate(alg: Algorithm, geom: ConvGeometry, dtype: np.dtype, op: str) -> float:
+    """``alg.cost``, remembered per geometry and thread count: the kernels' choice of threads
+    (:func:`parallel`) asks for it on every call, and computing it took ~15 us of a 100 us call."""
+    return _estimate(alg, geom, np.dtype(dtype), op, _threads())
 
 
 def call_seconds(seconds: float, jobs: int) -> float:
