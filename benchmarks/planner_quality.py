@@ -5,7 +5,7 @@ For each case: the heuristic's pick (no measurement), the measured fastest candi
 median and 95th percentile of that ratio (targets: <= 1.2 and <= 1.5) and, per algorithm, how
 far its estimates are from its measured times.
 
-    python benchmarks/planner_quality.py [--cases resnet50 ...] [--threads N] [--repeats 3] [--json PATH]
+    python benchmarks/planner_quality.py [--cases resnet50 ...] [--threads N] [--repeats 3] [--settle S] [--json PATH]
     python benchmarks/planner_quality.py --from-json RUN1.json RUN2.json ... --fit
 
 ``--from-json`` combines earlier runs (per candidate, the median of its measured times), which
@@ -31,7 +31,7 @@ import numpy as np
 
 import fastconv
 from fastconv import _cost_model, planner
-from fastconv._cli_bench import load_cases
+from fastconv._cli_bench import SETTLE_SECONDS, load_cases
 
 
 def measure_suite(args) -> list[dict]:
@@ -42,7 +42,7 @@ def measure_suite(args) -> list[dict]:
     rows = []
     for case in cases:
         heuristic = case.plan()
-        measured = planner.measure(heuristic, within=args.within, repeats=args.repeats)
+        measured = planner.measure(heuristic, within=args.within, repeats=args.repeats, settle=args.settle)
         viable = [c for c in measured.candidates if c.cost is not None]
         rows.append({"case": case.name, "pick": heuristic.choice.label,
                      "estimated_s": {c.label: c.cost for c in viable},
@@ -117,6 +117,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--within", type=float, default=30.0)
+    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS,
+                        help="seconds of untimed calls before each timed one (default: fastconv bench's), so that "
+                             "candidates are compared in their steady states, as the benchmark times them")
     parser.add_argument("--json", type=Path, default=None, help="write the per-case results here")
     parser.add_argument("--from-json", type=Path, nargs="+", default=None,
                         help="combine earlier results instead of measuring")

@@ -62,14 +62,15 @@ def interleaved_times(calls: dict[str, Callable[[], object]], repeats: int, *, w
 
 
 def race(calls: dict[str, Callable[[], object]], repeats: int, *, drop_slower_than: float = 4.0,
-         compile_allowance: float = 1.0) -> tuple[dict[str, float], dict[str, str]]:
+         compile_allowance: float = 1.0, settle: float = 0.0) -> tuple[dict[str, float], dict[str, str]]:
     """Median seconds per callable, and the error of each callable that raised.
 
     Each is called once untimed first (compilation, page faults; a broken one is caught here).
     One whose warm-up took longer than ``drop_slower_than`` times the fastest warm-up plus
     ``compile_allowance`` seconds is called once more (its first call may have compiled); if
     that call is still that slow, it has lost and that time stands, without further calls.
-    The others are timed by :func:`interleaved_times`.
+    The others are timed by :func:`interleaved_times` (``settle``: seconds of untimed calls
+    before each timed one, for steady-state times).
     """
     warm, failures = {}, {}
     for label, fn in calls.items():
@@ -91,7 +92,7 @@ def race(calls: dict[str, Callable[[], object]], repeats: int, *, drop_slower_th
         if again > drop_slower_than * min(warm.values()):
             lost[label] = again
     samples = interleaved_times({k: calls[k] for k in warm if k not in lost}, repeats, warmup=False,
-                                drop_slower_than=drop_slower_than)
+                                drop_slower_than=drop_slower_than, settle=settle)
     return {label: median(s) for label, s in samples.items()} | lost, failures
 
 

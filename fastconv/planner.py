@@ -259,12 +259,14 @@ def _plan(geom: ConvGeometry, dtype: np.dtype, op: str, algorithm: str | None, m
 
 
 def measure(heuristic: Plan, *, within: float = MEASURE_WITHIN, repeats: int = MEASURE_REPEATS,
-            key: str | None = None, persist: bool = False) -> Plan:
+            key: str | None = None, persist: bool = False, settle: float = 0.0) -> Plan:
     """``heuristic`` with its plausible candidates timed and the fastest chosen.
 
     Candidates estimated more than ``within`` times the best estimate are not timed. With
     a ``key``, times are looked up in and added to the measurement store (on disk too when
     ``persist``). A candidate that raises while timed is rejected with the error as its reason.
+    ``settle`` (seconds) precedes each timed call with untimed calls of the same candidate, so
+    that each is timed in its steady state rather than right after another's (``_measure``).
     """
     from . import _measure
 
@@ -279,7 +281,7 @@ def measure(heuristic: Plan, *, within: float = MEASURE_WITHIN, repeats: int = M
             continue
         operands = operands or _measure.synthetic_operands(heuristic.geom, heuristic.dtype, heuristic.op)
         todo[_label_key(c)] = functools.partial(replace(heuristic, choice=c).execute, *operands)
-    fresh, failures = _measure.race(todo, repeats)
+    fresh, failures = _measure.race(todo, repeats, settle=settle)
     times.update(fresh)
     if key and fresh:
         _store().put(key, fresh, persist)
