@@ -24,7 +24,7 @@ CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winogra
 #: machine in its faster mode (its slower one doubles them). They decide small calls: without them
 #: the planner sent a (1, 16, 8, 8) depthwise layer to fft (0.75 ms), where depthwise took 0.16 ms.
 CALL_SECONDS: dict[str, float] = {"reference": 1.5e-4, "gemm": 1.2e-4, "taps": 2e-4, "fft": 4e-4, "direct": 9.5e-5,
-                                  "blocked": 1.5e-4, "depthwise": 9.5e-5, "depthwise_blocked": 1.3e-4,
+                                  "blocked": 1.5e-4, "depthwise": 9.5e-5, "depthwise_blocked": 9.5e-5,
                                   "subpixel": 2.2e-4, "winograd2": 1.5e-4, "winograd4": 1.8e-4}
 
 #: numba's one-time start-up in a process, paid by the first call of any compiled algorithm:
@@ -133,12 +133,9 @@ BLOCKED_SECONDS_PER_OUTPUT_BYTE = 2.9e-10
 # Fitted (non-negative least squares) to the suite's four depthwise forward layers on 2 threads
 # (dw3x3, dw3x3s2, dw5x5, dw31x31: 1.34, 2.14, 0.84, 2.85 ms) so that its estimates stand to its
 # times as ``depthwise``'s do on the same layers (1.8-2.5x; within 0.91-1.10 of that): the planner
-# then picks it where it was faster (dw5x5, 0.84 vs 0.94 ms; dw31x31, 2.85 vs 3.16 ms). The
-# multiply-add's 3.6e-10 became 3.2e-10 when the planner began adding per-call overheads
-# (``CALL_SECONDS``, 35 us more for this algorithm than for depthwise): the same picks (dw5x5: 1.38
-# against depthwise's 1.46 ms in steady-state loops, 11 interleaved rounds).
+# then picks it where it was faster (dw5x5, 0.84 vs 0.94 ms; dw31x31, 2.85 vs 3.16 ms).
 #: Per vector multiply-add (one tap of one output pixel of a block of channels).
-DEPTHWISE_BLOCKED_SECONDS_PER_VECTOR_MAC = 3.2e-10
+DEPTHWISE_BLOCKED_SECONDS_PER_VECTOR_MAC = 3.6e-10
 #: Per byte of the packed planes and of the output, both moved by vector transposes.
 DEPTHWISE_BLOCKED_SECONDS_PER_BYTE = 1.8e-10
 

@@ -68,10 +68,9 @@ class DepthwiseBlocked(Algorithm):
         wp[:geom.in_channels] = w.reshape(geom.in_channels, taps)
         wp = np.ascontiguousarray(wp.reshape(blocks, lanes, taps).transpose(0, 2, 1))
         y = np.empty(geom.output_shape, dtype=x.dtype)
+        in_shape, offsets, out_size, lo, stride, padded = _tables(geom, lanes)
         run = parallel(k.forward, estimate(self, geom, x.dtype, "forward"), geom.batch * blocks)
-        run(np.ascontiguousarray(x).reshape(-1), np.array((geom.batch, geom.in_channels, *s3.in_size)), wp,
-            _offsets(geom, lanes), y.reshape(-1), np.array(s3.out_size), np.array(s3.lo), np.array(s3.stride),
-            np.array(_padded(geom)))
+        run(np.ascontiguousarray(x).reshape(-1), in_shape, wp, offsets, y.reshape(-1), out_size, lo, stride, padded)
         return y
 
 
@@ -82,10 +81,16 @@ def _padded(geom: ConvGeometry) -> tuple[int, int, int]:
     return tuple((o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(s3.out_size, s3.stride, s3.kernel, s3.dilation))
 
 
-def _offsets(geom: ConvGeometry, lanes: int) -> np.ndarray:
-    """Per tap (weight order), its offset into the packed planes from an output pixel's first tap."""
+@functools.lru_cache(maxsize=256)
+def _tables(geom: ConvGeometry, lanes: int) -> tuple[np.ndarray, ...]:
+    """The kernel's index arrays, built once per geometry (~10 us a call): the input's shape
+    (N, C, D, H, W), per tap (weight order) its offset into the packed planes from an output
+    pixel's first tap, and the 3-D output size, padding before, stride and packed planes. Shared
+    between calls: never modified."""
     s3 = spatial3d(geom)
     _, hp, wp = _padded(geom)
     kd, kh, kw = (np.arange(k) * d for k, d in zip(s3.kernel, s3.dilation))
     pixels = (kd[:, None, None] * hp + kh[None, :, None]) * wp + kw[None, None, :]
-    return (pixels * lanes).reshape(-1).astype(np.int64)
+    offsets = (pixels * lanes).reshape(-1).astype(np.int64)
+    return (np.array((geom.batch, geom.in_channels, *s3.in_size)), offsets, np.array(s3.out_size), np.array(s3.lo),
+            np.array(s3.stride), np.array(_padded(geom)))
