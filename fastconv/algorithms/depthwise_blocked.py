@@ -62,7 +62,6 @@ class DepthwiseBlocked(Algorithm):
     def forward(self, x, w, geom):
         from . import _depthwise_blocked_kernels as k
         lanes = 64 // x.itemsize
-        s3 = spatial3d(geom)
         blocks, taps = -(-geom.in_channels // lanes), geom.kernel_volume
         wp = np.zeros((blocks * lanes, taps), dtype=x.dtype)
         wp[:geom.in_channels] = w.reshape(geom.in_channels, taps)
