@@ -18,12 +18,12 @@ from pathlib import Path
 
 #: (input shape, weight shape, keyword arguments) of each small call.
 CALLS = [
-    ((1, 16, 8, 8), (16, 1, 3, 3), dict(padding=1, groups=16)),
-    ((1, 8, 12, 12), (8, 8, 3, 3), dict(padding=1)),
-    ((1, 8, 64), (8, 8, 3), dict(padding=1)),
-    ((2, 32, 16, 16), (32, 32, 3, 3), dict(padding=1)),
-    ((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), dict(padding=1)),
-    ((1, 32, 16, 16), (32, 1, 5, 5), dict(padding=2, groups=32)),
+    ((1, 16, 8, 8), (16, 1, 3, 3), {"padding": 1, "groups": 16}),
+    ((1, 8, 12, 12), (8, 8, 3, 3), {"padding": 1}),
+    ((1, 8, 64), (8, 8, 3), {"padding": 1}),
+    ((2, 32, 16, 16), (32, 32, 3, 3), {"padding": 1}),
+    ((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), {"padding": 1}),
+    ((1, 32, 16, 16), (32, 1, 5, 5), {"padding": 2, "groups": 32}),
 ]
 
 _TIMER = r'''
