@@ -87,7 +87,7 @@ def contenders(case: Case, threads: int, algorithm: str | None = None) -> tuple[
             continue
         calls[name] = result
     if "fastconv" in calls and case.op.startswith("grad_"):
-        calls[FORWARD] = _fastconv_forward(case, threads, algorithm)
+        calls[FORWARD] = _fastconv_forward(case, threads)
     return calls, skipped
 
 
@@ -105,9 +105,9 @@ def _fastconv(case: Case, a, b, threads, algorithm) -> Callable:
     return lambda: fn(a, b, **kw)
 
 
-def _fastconv_forward(case: Case, threads, algorithm) -> Callable:
-    """fastconv's forward pass of a gradient case's layer (the planner's choice: a forced algorithm
-    names the gradient's)."""
+def _fastconv_forward(case: Case, threads) -> Callable:
+    """fastconv's forward pass of a gradient case's layer, with the planner's choice (an algorithm
+    forced on the benchmark is the gradient's)."""
     forward = Case(case.name, f"conv{case.nd}d", case.x, case.w, case.kwargs)
     return _fastconv(forward, *forward.operands(), threads, None)
 
