@@ -91,18 +91,15 @@ class Blocked(Algorithm):
         with Scratch(x.dtype) as held:
             xp = held.get("x_packed", (plan.packed_input,))
             wp = held.get("w_packed", (plan.packed_weights,))
-            packed = np.array(plan.packed_dims, dtype=np.int64)
-            lo = np.array(s3.lo, dtype=np.int64)
-            x_shape, w_shape = np.array(x5.shape, dtype=np.int64), np.array(w3.shape, dtype=np.int64)
+            x_shape, w_shape, packed, lo, out_size, stride = plan.index_arrays
             steps = ([lambda r=r: k.pack_input(x5.reshape(-1), x_shape, xp, lo, s3.stride[2], packed, *r)
                       for r in par.split(geom.batch * plan.blocks_in, 2 * n)]
                      + [lambda r=r: k.pack_weights(w3.reshape(-1), w_shape, wp, plan.blocks_in, *r)
                         for r in par.split(plan.blocks_out, 2 * n)])
             par.for_each(steps, lambda step, _: step(), n, x.dtype, blas=False)
             jobs = plan.jobs(n)
-            offsets, out_size, stride = plan.offsets(), np.array(s3.out_size), np.array(s3.stride)
             par.for_each(par.shares(len(jobs), n),
-                         lambda r, _: k.forward(xp, wp, offsets, geom.kernel_volume, plan.chunk, packed, out_size,
+                         lambda r, _: k.forward(xp, wp, plan.offsets, geom.kernel_volume, plan.chunk, packed, out_size,
                                                 stride, jobs, y, *r), n, x.dtype, blas=False)
         return y.reshape(geom.output_shape)
 
@@ -143,6 +140,18 @@ class _Plan:
     def scratch_bytes(self) -> int:
         return (self.packed_input + self.packed_weights) * self.itemsize + _ACC_BYTES
 
+    @functools.cached_property
+    def index_arrays(self) -> tuple[np.ndarray, ...]:
+        """The kernels' shape arrays: the input's 5-D shape, the weight's (O, C, taps), the packed
+        input's (CB, Dp, Hp, Wq), and the 3-D padding before, output size and stride. Like
+        :attr:`offsets` and :meth:`jobs`, built once per geometry and shared by its calls (never
+        modified): building them each call took 60-200 us."""
+        geom, s3 = self.geom, self.s3
+        return tuple(np.array(v, dtype=np.int64) for v in (
+            (geom.batch, geom.in_channels, *s3.in_size), (geom.out_channels, geom.in_channels, geom.kernel_volume),
+            self.packed_dims, s3.lo, s3.out_size, s3.stride))
+
+    @functools.cached_property
     def offsets(self) -> np.ndarray:
         """Per input block of a chunk and tap (weight order), its offset into the packed input from
         the tile's first pixel in the chunk's first block."""
@@ -153,10 +162,12 @@ class _Plan:
         taps = ((rows[:, :, None] + (kw % sw) * wq + kw // sw) * _B).reshape(-1)
         return (np.arange(self.chunk)[:, None] * self.block_stride + taps).reshape(-1).astype(np.int64)
 
+    @functools.lru_cache(maxsize=8)  # noqa: B019  # plans live as long as _plan's cache keeps them
     def jobs(self, workers: int) -> np.ndarray:
         """(ob, r0, r1, c0, c1, pixels) per job: output blocks x row ranges x column chunks (blocks
-        inner when the weights fit L2, see _L2_WEIGHT_BYTES), with the register tile's width; rows per job within ``_ACC_BYTES`` and, with several
-        workers, ``par.SHARES_PER_WORKER`` jobs each at least."""
+        inner when the weights fit L2, see _L2_WEIGHT_BYTES), with the register tile's width; rows
+        per job within ``_ACC_BYTES`` and, with several workers, ``par.SHARES_PER_WORKER`` jobs
+        each at least."""
         s3, cols = self.s3, self.columns
         rows, width = s3.out_size[0] * s3.out_size[1], s3.out_size[2]
         col_chunks = [(c, min(c + cols, width)) for c in range(0, width, cols)]

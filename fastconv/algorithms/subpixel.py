@@ -16,6 +16,7 @@ geometry it is given); forward passes belong to the other algorithms.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -78,6 +79,7 @@ class Subpixel(Algorithm):
         return dx.reshape(geom.input_shape)
 
 
+@functools.lru_cache(maxsize=256)
 def _phases(geom: ConvGeometry) -> tuple[ConvGeometry, ConvGeometry] | None:
     """The stride-1 forward convolution of the transposed input that yields every phase, and the
     kernel=stride geometry whose col2im interleaves the phases into the transposed output.
@@ -113,6 +115,16 @@ def _phase_weight(w: np.ndarray, geom: ConvGeometry, sub: ConvGeometry) -> np.nd
     A compiled loop gathers them: numpy's transposing copy ran at ~1 GB/s (its inner loop has s
     items)."""
     from ._gemm_kernels import spread_phases
+    g, og, cg = geom.groups, geom.out_per_group, geom.in_per_group
+    stacked = np.empty((g * og, sub.kernel_volume, cg, math.prod(geom.stride)), dtype=w.dtype)
+    spread_phases(w.reshape(g * og, cg, geom.kernel_volume), stacked, _phase_taps(geom, sub))
+    return np.swapaxes(stacked.reshape(g, sub.in_per_group * sub.kernel_volume, sub.out_per_group), 1, 2)
+
+
+@functools.lru_cache(maxsize=256)
+def _phase_taps(geom: ConvGeometry, sub: ConvGeometry) -> np.ndarray:
+    """(offsets, phases): the kernel tap (flat index) at each offset of each phase's sub-kernel, -1
+    where there is none; built once per geometry and shared by its calls (never modified)."""
     taps = np.full((*sub.kernel, *geom.stride), -1, dtype=np.int64)
     for offset in itertools.product(*map(range, sub.kernel)):
         for phase in itertools.product(*map(range, geom.stride)):
@@ -120,7 +132,4 @@ def _phase_weight(w: np.ndarray, geom: ConvGeometry, sub: ConvGeometry) -> np.nd
             if all(t % d == 0 and t // d < k for t, d, k in zip(dilated, geom.dilation, geom.kernel)):
                 taps[(*offset, *phase)] = np.ravel_multi_index([t // d for t, d in zip(dilated, geom.dilation)],
                                                                geom.kernel)
-    g, og, cg = geom.groups, geom.out_per_group, geom.in_per_group
-    stacked = np.empty((g * og, sub.kernel_volume, cg, math.prod(geom.stride)), dtype=w.dtype)
-    spread_phases(w.reshape(g * og, cg, geom.kernel_volume), stacked, taps.reshape(sub.kernel_volume, -1))
-    return np.swapaxes(stacked.reshape(g, sub.in_per_group * sub.kernel_volume, sub.out_per_group), 1, 2)
+    return taps.reshape(sub.kernel_volume, -1)
