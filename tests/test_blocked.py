@@ -26,6 +26,8 @@ GEOMETRIES = [
     ((2, 20, 9, 11), (33, 20, 3, 3), 2, ((2, 2), (0, 0)), 2),  # partial input block, stride 2, dilation
     ((1, 16, 30), (16, 16, 2), 1, 0, 5),  # 1-D dilated, several input blocks per call (chunk)
     ((1, 40, 500), (24, 40, 3), 1, ((1, 2),), 1),  # 1-D, columns cut into chunks, last chunk partial
+    ((2, 40, 700), (24, 40, 3), 2, ((3, 1),), 4),  # 1-D slabs with stride phases and padding
+    ((3, 64, 1500), (64, 64, 2), 1, 0, 64),  # 1-D slabs, dilated (wavenet-like)
     ((2, 17, 5, 6, 7), (35, 17, 3, 2, 3), (1, 2, 3), 1, 1),  # 3-D, stride 3 phases
     ((3, 48, 15, 29), (64, 48, 5, 5), (2, 3), 2, 1),  # 5x5, uneven strides
     ((2, 64, 7, 7), (64, 64, 1, 1), 1, 0, 1),  # pointwise
@@ -64,6 +66,20 @@ def test_jobs_cover_rows_and_columns_once():
         cover[ob, r0:r1, c0:c1] += 1
         assert geom.batch * (r1 - r0) * (c1 - c0) * plan.obw * 4 <= blocked._ACC_BYTES
     assert (cover == 1).all()
+
+
+def test_1d_signals_pack_slab_by_slab():
+    """Jobs of long 1-D signals pack the columns they read (a slab per job, never the whole
+    signal); 2-D maps and signals whose slabs would not stay in L2 pack once."""
+    def plan(xs, ws, dilation=1):
+        return blocked._plan(_geometry(xs, ws, 1, 0, dilation), 4)
+
+    sliced = plan((3, 64, 1500), (64, 64, 2), 64)
+    assert sliced.sliced and sliced.scratch_bytes < 3 * 64 * 1500 * 4
+    assert sliced.wq == sliced.columns + 64
+    assert not plan((2, 32, 40, 300), (64, 32, 3, 3)).sliced
+    assert not plan((64, 256, 3000), (64, 256, 3)).sliced  # slab of 64 samples x 256 channels: too big
+    assert not plan((1, 16, 100), (16, 16, 3)).sliced  # one job covers the signal
 
 
 def test_float32_error_within_budget():
