@@ -61,6 +61,24 @@ def test_matrices_compute_the_correlation(m):
     np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), np.correlate(d, k, mode="valid"), rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("m", wt.TILE_SIZES)
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_filter_transform_adjoint_is_the_transposed_kronecker_product(m, nd, dtype):
+    """dw = du^T @ kron(G, ..., G) on a range of filters (the compiled kernel; complex by BLAS),
+    blocks of filters cut short at both ends, rows outside the range left alone."""
+    geom = _geometry((1, 3, *[9] * nd), (4, 3, *[3] * nd), 1, 1)
+    rng = np.random.default_rng(nd)
+    points, filters = (m + 2) ** nd, 700
+    du = rng.standard_normal((points, filters)).astype(dtype)
+    dw = np.full((filters, 3 ** nd), 7, dtype=dtype)
+    wt.weight_transform_adjoint(du, geom, m, dw, (5, 650))
+    expected = du.astype(np.complex128).T @ wt.kron_power(m, 1, nd)
+    tolerance = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(dw[5:650], expected[5:650], rtol=tolerance, atol=tolerance * np.abs(expected).max())
+    assert (dw[:5] == 7).all() and (dw[650:] == 7).all()
+
+
 @pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_float64_matches_torch_and_reference(alg, case):

@@ -56,12 +56,16 @@ def weight_transform_adjoint(du: np.ndarray, geom: ConvGeometry, m: int, dw: np.
                              columns: tuple[int, int]) -> None:
     """The transpose of the filter transform (``_winograd_kernels.FILTER_TRANSFORM``: the
     Kronecker power of G on each filter) on the filters ``columns`` (a range of O*Cg): U's
-    gradient du (alpha^d, O*Cg) -> the filters' gradient dw (O*Cg, 3^d). BLAS runs the product
-    as (3^d x alpha^d) @ (alpha^d x columns), its fast orientation, then the short result is
-    transposed into place."""
+    gradient du (alpha^d, O*Cg) -> the filters' gradient dw (O*Cg, 3^d), by the compiled
+    ``_winograd_kernels.filter_adjoint`` (complex data, whose vectors it does not shuffle, by a
+    BLAS product and a transposing copy)."""
     g_nd = kron_power(m, 1, geom.nd).astype(du.dtype)
     c0, c1 = columns
-    dw[c0:c1] = (g_nd.T @ du[:, c0:c1]).T
+    if du.dtype.kind == "c":
+        dw[c0:c1] = (g_nd.T @ du[:, c0:c1]).T
+    else:
+        from ._winograd_kernels import filter_adjoint
+        filter_adjoint(du, g_nd, dw, c0, c1)
 
 
 def tiles(geom: ConvGeometry, m: int) -> tuple[int, ...]:
