@@ -121,9 +121,11 @@ BLOCKED_TILE_OVERHEAD_PIXELS = 0.8
 #: in float32) and every tile streams them from L2: unet3d.3x3x3c32 ran 1.12x slower than
 #: winograd4, 1.3x its estimate relative to winograd4's.
 BLOCKED_L2_WEIGHTS_FACTOR = 1.3
-#: Per byte of the packed input: a gather of each pixel's channels, memory-bound (0.9 ms for
-#: 3x3c64's 3.4 MB, 3.3 ms for wavenet.k2d64's 16 MB on one core).
+#: Per byte of the packed input: a gather of each pixel's channels (0.9 ms for 3x3c64's 3.4 MB,
+#: 3.3 ms for wavenet.k2d64's 16 MB on one core), for strided layers; unstrided rows move by
+#: vector transposes, 1.47x faster (a 56x56 map, both kernels timed side by side).
 BLOCKED_SECONDS_PER_PACKED_INPUT_BYTE = 2.7e-10
+BLOCKED_SECONDS_PER_TRANSPOSED_INPUT_BYTE = BLOCKED_SECONDS_PER_PACKED_INPUT_BYTE / 1.47
 #: Per byte of the packed weights: vector transposes of w's rows (2.8 ms for 512x512x3x3).
 BLOCKED_SECONDS_PER_PACKED_WEIGHT_BYTE = 3.2e-10
 #: Per byte of the output, its sums stored from pixel-major order by vector transposes.

@@ -82,7 +82,8 @@ class Blocked(Algorithm):
         macs = plan.blocks_out * plan.obw * plan.blocks_in * _B * geom.kernel_volume * geom.batch * math.prod(geom.out_size)
         itemsize = np.dtype(dtype).itemsize
         return (macs * cm.BLOCKED_SECONDS_PER_MAC * slowdown
-                + plan.packed_input * itemsize * cm.BLOCKED_SECONDS_PER_PACKED_INPUT_BYTE
+                + plan.packed_input * itemsize * (cm.BLOCKED_SECONDS_PER_TRANSPOSED_INPUT_BYTE if plan.s3.stride[2] == 1
+                                                  else cm.BLOCKED_SECONDS_PER_PACKED_INPUT_BYTE)
                 + plan.packed_weights * itemsize * cm.BLOCKED_SECONDS_PER_PACKED_WEIGHT_BYTE
                 + math.prod(geom.output_shape) * itemsize * cm.BLOCKED_SECONDS_PER_OUTPUT_BYTE)
 
