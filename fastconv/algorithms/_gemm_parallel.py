@@ -64,6 +64,12 @@ def for_each(items: Sequence[Item], task: Callable[[Item, Scratch], None], n: in
     return scratches
 
 
+def run_steps(steps: Sequence[Callable[[], None]], n: int, dtype, *, blas: bool = True) -> None:
+    """Run prepared, independent steps (``functools.partial`` of kernels) on ``n`` workers:
+    :func:`for_each` without per-worker scratch, for work of several kinds in one hand-off."""
+    for_each(steps, lambda step, _: step(), n, dtype, blas=blas)
+
+
 def _run(items: Sequence[Item], task: Callable[[Item, Scratch], None], scratches: list[Scratch]) -> None:
     if len(scratches) == 1:
         for item in items:

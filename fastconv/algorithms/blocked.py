@@ -104,7 +104,7 @@ class Blocked(Algorithm):
                       for r in par.split(geom.batch * plan.blocks_in, 2 * n)])
             steps += [lambda r=r: k.pack_weights(w3.reshape(-1), w_shape, wp, plan.blocks_in, *r)
                       for r in par.split(plan.blocks_out, 2 * n)]
-            par.for_each(steps, lambda step, _: step(), n, x.dtype, blas=False)
+            par.run_steps(steps, n, x.dtype, blas=False)
             jobs = plan.jobs(n)
             par.for_each(par.shares(len(jobs), n),
                          lambda r, _: k.forward(xp, wp, plan.offsets, geom.kernel_volume, plan.chunk, packed, out_size,

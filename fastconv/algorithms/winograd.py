@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -192,13 +193,17 @@ class Winograd(Algorithm):
         n = par.workers(self._macs(geom))
         chunks, split_chunks = self._chunks(geom, dtype, rows, n)
         with Scratch(dtype) as held:
-            u = _transformed_filters(w, w_geom, m, flipped, held, n)
+            u, filter_steps = _transformed_filters(w, w_geom, m, flipped, held, n)
             if not split_chunks:  # each worker takes whole chunks
+                par.run_steps(filter_steps, n, dtype)
                 par.for_each(chunks, whole, n, dtype)
             else:  # few chunks, many channels: workers share each chunk's channels, then its transform points
                 for chunk in chunks:
                     v, prod = buffers(chunk, held)
-                    par.for_each(par.shares(channels, n), lambda c_range, _: transform(chunk, c_range, v), n, dtype)
+                    # the filters transform beside the first chunk's inputs: one hand-off fewer
+                    steps = [functools.partial(transform, chunk, c_range, v) for c_range in par.shares(channels, n)]
+                    par.run_steps(filter_steps + steps, n, dtype)
+                    filter_steps = []
                     par.for_each(par.shares(points, n), lambda p_range, _: multiply(p_range, v, prod), n, dtype)
                     par.for_each(par.shares(og, n), lambda o_range, _: transform_back(chunk, o_range, prod), n, dtype)
         return y.reshape(geom.output_shape)
@@ -245,7 +250,7 @@ class Winograd(Algorithm):
                 steps = ([functools.partial(transform, chunk, c_range, v) for c_range in par.shares(geom.in_channels, n)]
                          + [functools.partial(transform_dy, chunk, o_range, dprod)
                             for o_range in par.shares(geom.out_channels, n)])
-                par.for_each(steps, lambda step, _: step(), n, dtype)
+                par.run_steps(steps, n, dtype)
                 par.for_each(par.shares(points, n), lambda p_range, scratch: multiply(p_range, v, dprod, scratch, i == 0),
                              n, dtype)
             du_flat = du.reshape(points, filters)
@@ -305,18 +310,20 @@ class Winograd(Algorithm):
 
 
 def _transformed_filters(w: np.ndarray, w_geom: ConvGeometry, m: int, flipped: bool, scratch: Scratch,
-                         n: int) -> np.ndarray:
+                         n: int) -> tuple[np.ndarray, list[Callable[[], None]]]:
     """U (alpha^d, G, Og, Cg) of the computed geometry: the filters ``w`` of ``w_geom`` in the
     transform domain, one (Og x Cg) matrix per transform point and group, as the batched matmul
     wants them; for an input gradient (``flipped``), of the flipped filters, w_geom's channels
-    swapped. ``n`` workers take ranges of the filters."""
+    swapped. U is filled by the steps returned with it, one range of the filters for each of
+    the ``n`` workers, for the caller to run before U is read."""
     from ._winograd_kernels import FILTER_TRANSFORM
     filters, points = w_geom.out_channels * w_geom.in_per_group, (m + 2) ** w_geom.nd
     w_rows = np.ascontiguousarray(w).reshape(filters, -1)
     u = scratch.get("u", (points, 1, filters))
-    par.for_each(par.split(filters, n), lambda f, _: FILTER_TRANSFORM[m](w_rows, w_geom.nd, flipped, *f, u), n, u.dtype)
+    steps = [functools.partial(FILTER_TRANSFORM[m], w_rows, w_geom.nd, flipped, *f, u) for f in par.split(filters, n)]
     u = u.reshape(points, w_geom.groups, w_geom.out_per_group, w_geom.in_per_group)
-    return u.swapaxes(-1, -2) if flipped else u  # (G, Og, Cg) of w_geom is (G, Cg, Og) of geom
+    return (u.swapaxes(-1, -2) if flipped else u), steps  # (G, Og, Cg) of w_geom is (G, Cg, Og) of geom
+
 
 
 def _as_computed(geom: ConvGeometry, op: str) -> tuple[ConvGeometry, str]:
