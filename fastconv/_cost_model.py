@@ -15,17 +15,23 @@ compares algorithms on the same call.
 # runs of eight layers (3x3c64 to c3d) put its estimates at 1.3-1.9x their times where gemm's,
 # taps' and direct's run 0.95-1.3x (least squares on its products and transforms: x0.83, x0.76 to
 # reach 1.2x); 3x3c64 had been left to winograd4 only by a 3.5x overestimate of blocked's.
+# subpixel_blocked (blocked's estimate on the rows and columns it computes) x1.3: its time over
+# subpixel's was 0.87 on dcgan.up4x4s2, 1.16 on hifigan.up16s8 (its stride-8 stores spread each
+# vector over 8 masked stores) and 1.08 on unet.up2x2s2, where its estimates stood at 0.71, 0.83
+# and 0.82 of subpixel's (6 interleaved rounds, both cores).
 CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winograd2": 0.832, "winograd4": 0.7,
-                                 "blocked": 1.1}
+                                 "blocked": 1.1, "subpixel_blocked": 1.3}
 
 #: Fixed seconds of one call of each algorithm beyond its work estimate (Python set-up, scratch,
 #: the hand-off to worker threads, kernel entry), which the planner adds to every estimate: medians
 #: of near-empty calls (1 sample, 4-16 channels, 6x6; minus their work estimates) on the reference
 #: machine in its faster mode (its slower one doubles them). They decide small calls: without them
 #: the planner sent a (1, 16, 8, 8) depthwise layer to fft (0.75 ms), where depthwise took 0.16 ms.
+#: subpixel_blocked's: 0.94x subpixel's near-empty call, timed side by side.
 CALL_SECONDS: dict[str, float] = {"reference": 1.5e-4, "gemm": 1.2e-4, "taps": 2e-4, "fft": 4e-4, "direct": 9.5e-5,
                                   "blocked": 1.5e-4, "depthwise": 9.5e-5, "depthwise_blocked": 9.5e-5,
-                                  "subpixel": 2.2e-4, "winograd2": 1.5e-4, "winograd4": 1.8e-4}
+                                  "subpixel": 2.2e-4, "subpixel_blocked": 2.1e-4, "winograd2": 1.5e-4,
+                                  "winograd4": 1.8e-4}
 
 #: numba's one-time start-up in a process, paid by the first call of any compiled algorithm:
 #: importing numba (0.21 s), its BLAS check importing scipy.linalg (0.18 s) and registering its

@@ -11,11 +11,13 @@ from .fft import FFT
 from .gemm import Gemm
 from .reference import Reference
 from .subpixel import Subpixel
+from .subpixel_blocked import SubpixelBlocked
 from .taps import Taps
 from .winograd import Winograd
 
 #: Every algorithm by name, in the order the planner lists them.
 ALGORITHMS: dict[str, Algorithm] = {alg.name: alg for alg in (Reference(), Gemm(), Taps(), FFT(), Direct(), Blocked(), Depthwise(),
-                                                                DepthwiseBlocked(), Subpixel(), Winograd(2), Winograd(4))}
+                                                                DepthwiseBlocked(), Subpixel(), SubpixelBlocked(), Winograd(2),
+                                                                Winograd(4))}
 
 __all__ = ["ALGORITHMS", "OPS", "Algorithm"]

@@ -186,30 +186,56 @@ def pack_weights(w, shape, wp, cb_count, ob0, ob1):  # pragma: no cover - compil
 
 
 @numba.njit(nogil=True, cache=True)
-def forward(xp, wp, offs, taps, chunk, packed, out_size, stride, jobs, y, x, x_shape, lo, j0, j1):  # pragma: no cover - compiled
+def pack_phase_weights(w, taps, per_phase, wp, cb_count, ob0, ob1):  # pragma: no cover - compiled
+    """Packed weights of output blocks ob0 <= ob < ob1 of the sub-pixel phases of a transposed
+    convolution, straight from its weight w (C_in, C_out, kernel taps): output ``o = p*per_phase
+    + c`` is channel c of phase p, and its weight for input channel i and sub-kernel offset t is
+    ``w[i, c, taps[t, p]]`` (zero where ``taps`` is -1: the phase has no such tap)."""
+    inputs, outputs, _ = w.shape
+    offsets, phases = taps.shape
+    obw = VECTORS * (64 // wp.itemsize)
+    for ob in range(ob0, ob1):
+        for cb in range(cb_count):
+            for t in range(offsets):
+                for i in range(B):
+                    at = (((ob * cb_count + cb) * offsets + t) * B + i) * obw
+                    channel = cb * B + i
+                    for j in range(obw):
+                        p, c = divmod(ob * obw + j, per_phase)
+                        tap = taps[t, p] if p < phases and channel < inputs else -1
+                        wp[_U(at + j)] = w[channel, c, tap] if tap >= 0 else 0
+
+
+@numba.njit(nogil=True, cache=True)
+def forward(xp, wp, offs, taps, chunk, packed, out_size, stride, jobs, out, placement, channel_at, x, x_shape, lo,
+            j0, j1):  # pragma: no cover - compiled
     """Jobs j0 <= j < j1 of the forward pass: ``jobs[j] = (ob, r0, r1, c0, c1, pixels)``, output
     block ob over output rows [r0, r1) (flat over depth and height) and columns [c0, c1) of every
-    sample in register tiles of ``pixels`` (the last one narrower),
-    stored into y (N, O, Do*Ho, Wo). ``packed`` = (CB, Dp, Hp, Wq); stride = (sd, sh, sw); ``offs``
-    (chunk * taps): per input block of a chunk and tap, its offset from the chunk's first block.
+    sample in register tiles of ``pixels`` (the last one narrower). ``packed`` = (CB, Dp, Hp, Wq);
+    stride = (sd, sh, sw); ``offs`` (chunk * taps): per input block of a chunk and tap, its offset
+    from the chunk's first block.
+
+    Output (n, o, r, c) is stored at ``out[n*placement[0] + channel_at[o] + r*placement[1] +
+    c*placement[2]]``: a (N, O, Do*Ho, Wo) array, or the interleaved phases of a transposed
+    convolution (``placement[2]`` its stride, one of ``simd.SPREAD_STEPS``).
 
     xp is the packed input; or, when empty (1-D signals), each job packs the slab of the flat
     input x of ``x_shape`` that its columns read (Wq columns from c0, padding ``lo``) into a
     buffer of its own, kept for the next job of the same columns: the packed signal never goes
     to memory and back."""
-    batch, outputs, out_rows, width = y.shape
-    flat = y.reshape(-1)
+    batch, outputs = x_shape[0], channel_at.size
+    width = out_size[2]
     cb_count, dp, hp, wq = packed
     ho = out_size[1]
-    lanes = 64 // y.itemsize
+    lanes = 64 // out.itemsize
     obw = VECTORS * lanes
     row = stride[2] * wq * B
     longest = 0
     for j in range(j0, j1):
         longest = max(longest, (jobs[j, 2] - jobs[j, 1]) * (jobs[j, 4] - jobs[j, 3]))
-    acc = simd.aligned_empty(batch * longest * obw, y.dtype)
+    acc = simd.aligned_empty(batch * longest * obw, out.dtype)
     sliced = xp.size == 0
-    source = simd.aligned_empty(batch * cb_count * row, y.dtype) if sliced else xp
+    source = simd.aligned_empty(batch * cb_count * row, out.dtype) if sliced else xp
     slab = -1  # the first column of the slab in source
     for j in range(j0, j1):
         ob, r0, r1, c0, c1, pixels = jobs[j, 0], jobs[j, 1], jobs[j, 2], jobs[j, 3], jobs[j, 4], jobs[j, 5]
@@ -230,15 +256,15 @@ def forward(xp, wp, offs, taps, chunk, packed, out_size, stride, jobs, y, x, x_s
                         _tile(min(pixels, c1 - c), source, xrow + (c - base) * B, wp, wb, offs, count, acc,
                               (arow + c - c0) * obw, cb == 0)
         # the block's sums to the output channels, transposed a vector square at a time; whole rows
-        # are one run in y
-        held, plane = min(obw, outputs - ob * obw), out_rows * width
-        per_run = rows if cols == width else 1
+        # are one run where the output's rows follow each other
+        held = min(obw, outputs - ob * obw)
+        per_run = rows if cols == width and placement[1] == width and placement[2] == 1 else 1
         for n in range(batch):
             for r in range(r0, r1, per_run):
                 a = (n * rows + r - r0) * cols * obw
-                at = ((n * outputs + ob * obw) * out_rows + r) * width + c0
+                at = n * placement[0] + r * placement[1] + c0 * placement[2]
                 for v in range(0, held, lanes):
                     for c in range(0, per_run * cols, lanes):
                         run = min(lanes, per_run * cols - c)
-                        simd.transpose(flat, at + v * plane + c, plane, acc, a + c * obw + v, obw, run,
-                                       min(lanes, held - v), run)
+                        simd.transpose_spread(out, at + c * placement[2], channel_at, ob * obw + v, placement[2], acc,
+                                              a + c * obw + v, obw, run, min(lanes, held - v), run)

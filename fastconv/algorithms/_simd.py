@@ -278,6 +278,20 @@ def _transposed(builder, rows: list) -> list:
     return rows
 
 
+def _square_columns(context, builder, dst, src_type, src_v, s0_v, sp_v, rows_v, cols_v):
+    """The columns of a vector square of src read as rows ``s0 + r*s_pitch`` (r < rows, zero
+    beyond; the first ``cols`` elements of each), transposed in registers; and the vector pieces."""
+    scalar, size, lanes, vec = vector(context, dst.dtype)
+    src_p = data(context, builder, src_type, src_v, scalar)
+    rows_v, cols_v = (builder.trunc(v, I32) for v in (rows_v, cols_v))
+    cols_mask = tail_mask(builder, lanes, cols_v)
+    none = ir.Constant(cols_mask.type, None)
+    loaded = [masked_load(builder, vec, size, vector_at(builder, vec, src_p, builder.add(s0_v, builder.mul(
+        sp_v, ir.Constant(I64, r)))), builder.select(builder.icmp_signed(">", rows_v, ir.Constant(I32, r)), cols_mask, none))
+        for r in range(lanes)]
+    return _transposed(builder, loaded), (scalar, size, lanes, vec), cols_v
+
+
 @intrinsic
 def transpose(typingctx, dst, d0, d_pitch, src, s0, s_pitch, rows, cols, width):
     """``dst[d0 + c*d_pitch + r] = src[s0 + r*s_pitch + c]`` for ``c < cols``, ``r < width`` (flat
@@ -287,21 +301,58 @@ def transpose(typingctx, dst, d0, d_pitch, src, s0, s_pitch, rows, cols, width):
     and back). Only rows below ``rows`` and columns below ``cols`` are read."""
     def codegen(context, builder, signature, args):
         dst_v, d0_v, dp_v, src_v, s0_v, sp_v, rows_v, cols_v, width_v = args
-        scalar, size, lanes, vec = vector(context, dst.dtype)
-        dst_p, src_p = (data(context, builder, ty, v, scalar) for ty, v in ((dst, dst_v), (src, src_v)))
-        rows_v, cols_v, width_v = (builder.trunc(v, I32) for v in (rows_v, cols_v, width_v))
-        cols_mask, width_mask = tail_mask(builder, lanes, cols_v), tail_mask(builder, lanes, width_v)
-        none = ir.Constant(cols_mask.type, None)
-
-        def address(pointer, base, pitch, k):
-            return vector_at(builder, vec, pointer, builder.add(base, builder.mul(pitch, ir.Constant(I64, k))))
-
-        loaded = [masked_load(builder, vec, size, address(src_p, s0_v, sp_v, r), builder.select(
-            builder.icmp_signed(">", rows_v, ir.Constant(I32, r)), cols_mask, none)) for r in range(lanes)]
-        for c, column in enumerate(_transposed(builder, loaded)):
-            masked_store(builder, vec, size, column, address(dst_p, d0_v, dp_v, c), builder.select(
-                builder.icmp_signed(">", cols_v, ir.Constant(I32, c)), width_mask, none))
+        columns, (scalar, size, lanes, vec), cols32 = _square_columns(context, builder, dst, src, src_v, s0_v, sp_v,
+                                                                       rows_v, cols_v)
+        dst_p = data(context, builder, dst, dst_v, scalar)
+        width_mask = tail_mask(builder, lanes, builder.trunc(width_v, I32))
+        none = ir.Constant(width_mask.type, None)
+        for c, column in enumerate(columns):
+            at = vector_at(builder, vec, dst_p, builder.add(d0_v, builder.mul(dp_v, ir.Constant(I64, c))))
+            masked_store(builder, vec, size, column, at, builder.select(
+                builder.icmp_signed(">", cols32, ir.Constant(I32, c)), width_mask, none))
         return context.get_dummy_value()
 
     return types.void(dst, types.int64, types.int64, src, types.int64, types.int64, types.int64, types.int64,
                       types.int64), codegen
+
+
+#: Element steps :func:`transpose_spread` writes columns with.
+SPREAD_STEPS = (1, 2, 4, 8)
+
+
+@intrinsic
+def transpose_spread(typingctx, dst, d0, offsets, o0, step, src, s0, s_pitch, rows, cols, width):
+    """``dst[d0 + offsets[o0 + c] + r*step] = src[s0 + r*s_pitch + c]`` for ``c < cols``, ``r <
+    width``: :func:`transpose` whose columns go to places of their own (``offsets``), their
+    elements ``step`` apart (one of :data:`SPREAD_STEPS`; other steps store nothing). A column
+    spreads over ``step`` vectors, each a shuffle and a store masked to every step-th lane, so
+    that interleaved outputs (the phases of a transposed convolution) are written in place,
+    each by its own columns, without a scatter."""
+    def codegen(context, builder, signature, args):
+        dst_v, d0_v, offs_v, o0_v, step_v, src_v, s0_v, sp_v, rows_v, cols_v, width_v = args
+        columns, (scalar, size, lanes, vec), cols32 = _square_columns(context, builder, dst, src, src_v, s0_v, sp_v,
+                                                                       rows_v, cols_v)
+        dst_p = data(context, builder, dst, dst_v, scalar)
+        offs_p = cgutils.create_struct_proxy(offsets)(context, builder, value=offs_v).data
+        width32 = builder.trunc(width_v, I32)
+
+        def spread(step):
+            per = lanes // step  # pixels per stored vector
+            for c, column in enumerate(columns):
+                with builder.if_then(builder.icmp_signed(">", cols32, ir.Constant(I32, c))):
+                    start = builder.add(d0_v, builder.load(builder.gep(offs_p, [builder.add(o0_v, ir.Constant(I64, c))])))
+                    for part in range(step):
+                        picked = builder.shuffle_vector(column, ir.Constant(vec, ir.Undefined), ir.Constant(
+                            ir.VectorType(I32, lanes), [part * per + lane // step for lane in range(lanes)]))
+                        pixels = ir.Constant(ir.VectorType(I32, lanes), [part * per + lane // step for lane in range(lanes)])
+                        mask = builder.and_(builder.icmp_signed("<", pixels, _splat(builder, lanes, width32)),
+                                            ir.Constant(ir.VectorType(ir.IntType(1), lanes),
+                                                        [lane % step == 0 for lane in range(lanes)]))
+                        at = vector_at(builder, vec, dst_p, builder.add(start, ir.Constant(I64, part * lanes)))
+                        masked_store(builder, vec, size, picked, at, mask)
+
+        switch(builder, step_v, SPREAD_STEPS, spread, "spread.step")
+        return context.get_dummy_value()
+
+    return types.void(dst, types.int64, offsets, types.int64, types.int64, src, types.int64, types.int64,
+                      types.int64, types.int64, types.int64), codegen

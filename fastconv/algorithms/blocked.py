@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -90,27 +91,12 @@ class Blocked(Algorithm):
     def forward(self, x, w, geom):
         from . import _blocked_kernels as k
         plan = _plan(geom, x.itemsize)
-        s3 = plan.s3
-        y = np.empty((geom.batch, geom.out_channels, s3.out_size[0] * s3.out_size[1], s3.out_size[2]), dtype=x.dtype)
+        y = np.empty(geom.output_shape, dtype=x.dtype)
         n = par.workers(geom.macs)
-        x5 = as5d(x, s3.in_size)
-        w3 = np.ascontiguousarray(w).reshape(geom.out_channels, geom.in_channels, -1)
-        with Scratch(x.dtype) as held:
-            xp = held.get("x_packed", (0 if plan.sliced else plan.packed_input,))  # empty: jobs pack slabs
-            wp = held.get("w_packed", (plan.packed_weights,))
-            x_shape, w_shape, packed, lo, out_size, stride = plan.index_arrays
-            steps = ([] if plan.sliced else
-                     [lambda r=r: k.pack_input(x5.reshape(-1), x_shape, xp, lo, s3.stride[2], packed, 0, *r)
-                      for r in par.split(geom.batch * plan.blocks_in, 2 * n)])
-            steps += [lambda r=r: k.pack_weights(w3.reshape(-1), w_shape, wp, plan.blocks_in, *r)
-                      for r in par.split(plan.blocks_out, 2 * n)]
-            par.run_steps(steps, n, x.dtype, blas=False)
-            jobs = plan.jobs(n)
-            par.for_each(par.shares(len(jobs), n),
-                         lambda r, _: k.forward(xp, wp, plan.offsets, geom.kernel_volume, plan.chunk, packed, out_size,
-                                                stride, jobs, y, x5.reshape(-1), x_shape, lo, *r),
-                         n, x.dtype, blas=False)
-        return y.reshape(geom.output_shape)
+        w_flat, w_shape = np.ascontiguousarray(w).reshape(-1), plan.index_arrays[1]
+        convolve(x, plan, lambda wp, ob0, ob1: k.pack_weights(w_flat, w_shape, wp, plan.blocks_in, ob0, ob1),
+                 y.reshape(-1), plan.placement, plan.jobs(n), n)
+        return y
 
 
 def _near_equal(count: int, most: int) -> int:
@@ -180,21 +166,60 @@ class _Plan:
         taps = ((rows[:, :, None] + (kw % sw) * wq + kw // sw) * _B).reshape(-1)
         return (np.arange(self.chunk)[:, None] * self.block_stride + taps).reshape(-1).astype(np.int64)
 
+    @functools.cached_property
+    def placement(self) -> tuple[np.ndarray, np.ndarray]:
+        """The kernel's output placement for a (N, O, Do*Ho, Wo) output: element steps per sample,
+        row and column, and each output channel's offset."""
+        (d, h, w), outputs = self.s3.out_size, self.geom.out_channels
+        return np.array((outputs * d * h * w, w, 1), dtype=np.int64), np.arange(outputs, dtype=np.int64) * (d * h * w)
+
     @functools.lru_cache(maxsize=8)  # noqa: B019  # plans live as long as _plan's cache keeps them
-    def jobs(self, workers: int) -> np.ndarray:
+    def jobs(self, workers: int, boxes: tuple[tuple[int, int, int, int], ...] | None = None) -> np.ndarray:
         """(ob, r0, r1, c0, c1, pixels) per job: output blocks x row ranges x column chunks (blocks
         inner when the weights fit L2, see _L2_WEIGHT_BYTES), with the register tile's width; rows
         per job within ``_ACC_BYTES`` and, with several workers, ``par.SHARES_PER_WORKER`` jobs
-        each at least."""
-        s3, cols = self.s3, self.columns
-        rows, width = s3.out_size[0] * s3.out_size[1], s3.out_size[2]
-        col_chunks = [(c, min(c + cols, width)) for c in range(0, width, cols)]
+        each at least. ``boxes``: per output block, the rows [r0, r1) (flat over depth and height)
+        and columns [c0, c1) it computes; every output by default."""
+        rows, width = self.s3.out_size[0] * self.s3.out_size[1], self.s3.out_size[2]
+        boxes = boxes or ((0, rows, 0, width),) * self.blocks_out
+        parts = [self._parts(box, workers) for box in boxes]
+        if self.packed_weights * self.itemsize <= _L2_WEIGHT_BYTES:
+            order = [(ob, *block[i]) for i in range(max(map(len, parts))) for ob, block in enumerate(parts) if i < len(block)]
+        else:
+            order = [(ob, *part) for ob, block in enumerate(parts) for part in block]
+        return np.array([(*job, _near_equal(job[4] - job[3], _PIXELS)) for job in order], dtype=np.int64)
+
+    def _parts(self, box: tuple[int, int, int, int], workers: int) -> list[tuple[int, int, int, int]]:
+        """A box of one output block cut into row ranges and column chunks (at most ``columns``
+        wide: a 1-D slab's width) for :meth:`jobs`."""
+        r0, r1, c0, c1 = box
+        cols = min(self.columns, _near_equal(c1 - c0, _MAX_COLUMNS))
+        col_chunks = [(c, min(c + cols, c1)) for c in range(c0, c1, cols)]
         per_row = self.geom.batch * cols * self.obw * self.itemsize
         wanted = -(-par.SHARES_PER_WORKER * workers // (self.blocks_out * len(col_chunks))) if workers > 1 else 1
-        row_ranges = par.split(rows, max(-(-rows // max(1, _ACC_BYTES // per_row)), wanted))
-        ranges = [(r0, r1, c0, c1) for r0, r1 in row_ranges for c0, c1 in col_chunks]
-        if self.packed_weights * self.itemsize <= _L2_WEIGHT_BYTES:
-            order = [(ob, *part) for part in ranges for ob in range(self.blocks_out)]
-        else:
-            order = [(ob, *part) for ob in range(self.blocks_out) for part in ranges]
-        return np.array([(*job, _near_equal(job[4] - job[3], _PIXELS)) for job in order], dtype=np.int64)
+        row_ranges = par.split(r1 - r0, max(-(-(r1 - r0) // max(1, _ACC_BYTES // per_row)), wanted))
+        return [(r0 + a, r0 + b, c, d) for a, b in row_ranges for c, d in col_chunks]
+
+
+def convolve(x: np.ndarray, plan: _Plan, pack_weights: Callable[[np.ndarray, int, int], None], out: np.ndarray,
+             placement: tuple[np.ndarray, np.ndarray], jobs: np.ndarray, n: int) -> None:
+    """The blocked convolution of x on ``plan``'s geometry, stored by ``placement`` (steps per
+    sample, row and column, and channel offsets; see ``_blocked_kernels.forward``) into the flat
+    ``out``, for the outputs of ``jobs``, on ``n`` workers. ``pack_weights(wp, ob0, ob1)`` packs
+    output blocks ob0 .. ob1 of the weights into wp, beside the input's packing."""
+    from . import _blocked_kernels as k
+    s3 = plan.s3
+    x5 = as5d(x, s3.in_size)
+    with Scratch(x.dtype) as held:
+        xp = held.get("x_packed", (0 if plan.sliced else plan.packed_input,))  # empty: jobs pack slabs
+        wp = held.get("w_packed", (plan.packed_weights,))
+        x_shape, _, packed, lo, out_size, stride = plan.index_arrays
+        steps = ([] if plan.sliced else
+                 [lambda r=r: k.pack_input(x5.reshape(-1), x_shape, xp, lo, s3.stride[2], packed, 0, *r)
+                  for r in par.split(plan.geom.batch * plan.blocks_in, 2 * n)])
+        steps += [lambda r=r: pack_weights(wp, *r) for r in par.split(plan.blocks_out, 2 * n)]
+        par.run_steps(steps, n, x.dtype, blas=False)
+        par.for_each(par.shares(len(jobs), n),
+                     lambda r, _: k.forward(xp, wp, plan.offsets, plan.geom.kernel_volume, plan.chunk, packed, out_size,
+                                            stride, jobs, out, *placement, x5.reshape(-1), x_shape, lo, *r),
+                     n, x.dtype, blas=False)
