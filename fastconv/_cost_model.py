@@ -16,9 +16,9 @@ compares algorithms on the same call.
 # taps' and direct's run 0.95-1.3x (least squares on its products and transforms: x0.83, x0.76 to
 # reach 1.2x); 3x3c64 had been left to winograd4 only by a 3.5x overestimate of blocked's.
 # subpixel_blocked (blocked's estimate on the rows and columns it computes) x1.3: its time over
-# subpixel's was 0.87 on dcgan.up4x4s2, 1.16 on hifigan.up16s8 (its stride-8 stores spread each
-# vector over 8 masked stores) and 1.08 on unet.up2x2s2, where its estimates stood at 0.71, 0.83
-# and 0.82 of subpixel's (6 interleaved rounds, both cores).
+# subpixel's was 0.83 on dcgan.up4x4s2, 1.10 on hifigan.up16s8 (its stride-8 stores spread each
+# vector over 8 masked stores) and 1.04 on unet.up2x2s2, where its estimates stood at 0.71, 0.83
+# and 0.82 of subpixel's (8 interleaved rounds, both cores).
 CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winograd2": 0.832, "winograd4": 0.7,
                                  "blocked": 1.1, "subpixel_blocked": 1.3}
 

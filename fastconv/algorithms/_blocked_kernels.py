@@ -191,19 +191,26 @@ def pack_phase_weights(w, taps, per_phase, wp, cb_count, ob0, ob1):  # pragma: n
     convolution, straight from its weight w (C_in, C_out, kernel taps): output ``o = p*per_phase
     + c`` is channel c of phase p, and its weight for input channel i and sub-kernel offset t is
     ``w[i, c, taps[t, p]]`` (zero where ``taps`` is -1: the phase has no such tap)."""
-    inputs, outputs, _ = w.shape
+    inputs, _, kernel = w.shape
     offsets, phases = taps.shape
     obw = VECTORS * (64 // wp.itemsize)
+    flat = w.reshape(-1)
+    source = np.empty((offsets, obw), np.int64)  # per offset and output of the block: its tap in a w row, or -1
     for ob in range(ob0, ob1):
-        for cb in range(cb_count):
+        for j in range(obw):
+            p, c = divmod(ob * obw + j, per_phase)
             for t in range(offsets):
-                for i in range(B):
+                tap = taps[t, p] if p < phases else -1
+                source[t, j] = c * kernel + tap if tap >= 0 else -1
+        for cb in range(cb_count):
+            for i in range(B):
+                channel = cb * B + i
+                row = channel * per_phase * kernel  # w[channel] (C_out, taps), in L1 for the block
+                for t in range(offsets):
                     at = (((ob * cb_count + cb) * offsets + t) * B + i) * obw
-                    channel = cb * B + i
                     for j in range(obw):
-                        p, c = divmod(ob * obw + j, per_phase)
-                        tap = taps[t, p] if p < phases and channel < inputs else -1
-                        wp[_U(at + j)] = w[channel, c, tap] if tap >= 0 else 0
+                        at_w = source[t, j]
+                        wp[_U(at + j)] = flat[_U(row + at_w)] if at_w >= 0 and channel < inputs else 0
 
 
 @numba.njit(nogil=True, cache=True)
