@@ -6,6 +6,9 @@ suite's transposed layers, and every reason it declines."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -104,6 +107,14 @@ def test_declines_with_reason(xs, ws, kw, reason):
     with pytest.raises(ValueError, match=reason):
         getattr(fastconv, f"conv_transpose{nd}d")(np.zeros(xs, np.float32), np.zeros(ws, np.float32),
                                                   algorithm="subpixel_blocked", **kw)
+
+
+def test_strides_match_the_kernels_and_planning_does_not_load_numba():
+    from fastconv.algorithms import _simd
+    assert subpixel_blocked.STRIDES == _simd.SPREAD_STEPS
+    code = ("import sys, fastconv; fastconv.plan_for('conv_transpose2d', (1, 32, 8, 8), (32, 32, 4, 4), 'float32', "
+            "stride=2, padding=1); print('numba' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_forward_is_not_native():

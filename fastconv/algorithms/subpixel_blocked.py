@@ -30,6 +30,9 @@ from .subpixel import _phase_taps, _phases
 
 #: Elements per output block of the blocked kernel: two 64-byte vectors.
 _BLOCK_BYTES = 128
+#: Strides along the last axis whose phases the kernel's stores interleave (``_simd.SPREAD_STEPS``,
+#: not imported from there: planning must not load numba).
+STRIDES = (1, 2, 4, 8)
 
 
 class SubpixelBlocked(Algorithm):
@@ -39,16 +42,15 @@ class SubpixelBlocked(Algorithm):
     native_ops = ("input_grad",)
 
     def supports(self, geom, dtype, op):
-        from ._simd import SPREAD_STEPS
         if op != "input_grad":
             return "subpixel_blocked: only transposed convolution (input_grad) is native"
         if geom.nd > 2:
             return f"subpixel_blocked: {geom.nd} spatial dimensions; a phase's rows are one range in 1-D and 2-D only"
         if all(s == 1 for s in geom.stride):
             return "subpixel_blocked: stride 1 has a single phase (blocked via forward computes the same)"
-        if geom.stride[-1] not in SPREAD_STEPS:
+        if geom.stride[-1] not in STRIDES:
             return (f"subpixel_blocked: stride {geom.stride[-1]} along the last axis; its output stores interleave "
-                    f"phases {', '.join(map(str, SPREAD_STEPS))} apart")
+                    f"phases {', '.join(map(str, STRIDES))} apart")
         if geom.groups > 1:
             return f"subpixel_blocked: groups={geom.groups}; grouped layers run as 'subpixel'"
         per_block = _BLOCK_BYTES // np.dtype(dtype).itemsize
