@@ -32,6 +32,9 @@ PROBES = [
     ("conv_transpose2d", (1, 8, 8, 8), (8, 4, 2, 2), dict(stride=2)),
     ("conv_transpose2d", (1, 8, 8, 8), (8, 4, 4, 4), dict(stride=2, padding=1)),
     ("conv_transpose3d", (1, 4, 4, 4, 4), (4, 4, 2, 2, 2), dict(stride=2)),
+    # channel-blocked kernels: 16 input channels a block; 32 outputs a phase for subpixel_blocked
+    ("conv2d", (1, 16, 12, 12), (32, 16, 3, 3), dict(padding=1)),
+    ("conv2d", (1, 32, 12, 12), (32, 32, 4, 4), dict(stride=2, padding=1)),
 ]
 
 _FIRST_CALL = """
