@@ -30,6 +30,7 @@ TRANSPOSED = [
     ((2, 20, 7, 9), (20, 16, 3, 5), (3, 4), (1, 2), (2, 1), 1),  # uneven strides, output_padding
     ((1, 16, 5, 4), (16, 16, 3, 3), 2, 3, 1, 2),  # dilation and wide padding: boxes cut at both ends
     ((2, 48, 11), (48, 16, 5), 4, 0, 3, 1),  # output_padding 3: positions no phase reaches are zero
+    ((1, 32, 1, 1), (32, 16, 1, 1), 2, 0, 0, 1),  # a 1x1 output: three of the four phases have no rows
 ]
 
 

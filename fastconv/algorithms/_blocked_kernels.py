@@ -19,7 +19,9 @@ one input value per pixel, two fused multiply-adds each. A job runs input-channe
 outer loop and the batch, rows and tiles inside, so that the block's weights (taps x B x OBW,
 18 KiB for a 3x3 layer in float32) stay in L1 while every tile of the job reuses them; the sums
 go to the job's accumulators between blocks (``first`` starts them), and from there to the
-output by 16x16 in-register transposes (``simd.transpose``), which also pack the weights.
+output by 16x16 in-register transposes (``simd.transpose_spread``: channel rows of a (N, O, ...)
+array, or every stride-th element of a transposed convolution's output for ``subpixel_blocked``);
+``simd.transpose`` packs the input and the weights.
 Imported lazily; compiled once per dtype and cached on disk.
 """
 

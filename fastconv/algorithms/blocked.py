@@ -141,7 +141,7 @@ class _Plan:
 
     @property
     def scratch_bytes(self) -> int:
-        packed_input = self.geom.batch * self.block_stride if self.sliced else self.packed_input
+        packed_input = self.geom.batch * self.blocks_in * self.block_stride if self.sliced else self.packed_input
         return (packed_input + self.packed_weights) * self.itemsize + _ACC_BYTES
 
     @functools.cached_property
@@ -187,12 +187,14 @@ class _Plan:
             order = [(ob, *block[i]) for i in range(max(map(len, parts))) for ob, block in enumerate(parts) if i < len(block)]
         else:
             order = [(ob, *part) for ob, block in enumerate(parts) for part in block]
-        return np.array([(*job, _near_equal(job[4] - job[3], _PIXELS)) for job in order], dtype=np.int64)
+        return np.array([(*job, _near_equal(job[4] - job[3], _PIXELS)) for job in order], dtype=np.int64).reshape(-1, 6)
 
     def _parts(self, box: tuple[int, int, int, int], workers: int) -> list[tuple[int, int, int, int]]:
         """A box of one output block cut into row ranges and column chunks (at most ``columns``
         wide: a 1-D slab's width) for :meth:`jobs`."""
         r0, r1, c0, c1 = box
+        if r1 <= r0 or c1 <= c0:
+            return []
         cols = min(self.columns, _near_equal(c1 - c0, _MAX_COLUMNS))
         col_chunks = [(c, min(c + cols, c1)) for c in range(c0, c1, cols)]
         per_row = self.geom.batch * cols * self.obw * self.itemsize
