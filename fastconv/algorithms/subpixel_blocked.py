@@ -111,8 +111,8 @@ def _layout(geom: ConvGeometry, itemsize: int) -> tuple[tuple[np.ndarray, np.nda
     for phase in np.ndindex(*stride):
         starts = [(q0 * s + r - low) for q0, s, r, low in zip(first, stride, phase, lo)]  # dx index of grid 0
         offsets.append(starts[0] * size[1] + starts[1])
-        # grid indices i with 0 <= start + i*s < size, within the grid
-        ranges.append([(min(m, max(0, -(-(-start) // s))), min(m, max(0, -(-(n - start) // s))))
+        # grid indices i with 0 <= start + i*s < n: from ceil(-start/s) to ceil((n - start)/s), in the grid
+        ranges.append([(min(m, max(0, -(start // s))), min(m, max(0, -((start - n) // s))))
                        for start, s, n, m in zip(starts, stride, size, grid)])
     plane = math.prod(size)
     channel_at = (np.array(offsets, dtype=np.int64)[:, None] + np.arange(channels, dtype=np.int64) * plane).reshape(-1)

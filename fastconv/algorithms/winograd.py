@@ -325,7 +325,6 @@ def _transformed_filters(w: np.ndarray, w_geom: ConvGeometry, m: int, flipped: b
     return (u.swapaxes(-1, -2) if flipped else u), steps  # (G, Og, Cg) of w_geom is (G, Cg, Og) of geom
 
 
-
 def _as_computed(geom: ConvGeometry, op: str) -> tuple[ConvGeometry, str]:
     """The geometry and op the kernels run for ``op``: an input gradient is the forward algorithm on
     the adjoint geometry (stride 1 there too), its filters flipped inside the filter transform."""
