@@ -245,8 +245,8 @@ def _plan(geom: ConvGeometry, dtype: np.dtype, op: str, algorithm: str | None, m
     candidates = _candidates(geom, dtype, op, names, cold)
     viable = [c for c in candidates if c.cost is not None]
     if not viable:
-        reasons = "; ".join(c.reason if c.reason.startswith(f"{c.label}:") else f"{c.label}: {c.reason}"
-                            for c in candidates)
+        # each reason starts with its algorithm's name (Algorithm.supports); the route is added
+        reasons = "; ".join(c.reason if c.route == "native" else f"{c.reason} ({c.route})" for c in candidates)
         raise ValueError(f"algorithm={algorithm!r} cannot run this {op} ({reasons}); use algorithm=None")
     # Prefer native routes on ties: they avoid the adjoint's array transforms.
     choice = min(viable, key=lambda c: (c.cost, c.route != "native"))

@@ -257,3 +257,16 @@ def test_small_calls_go_to_algorithms_with_little_per_call_overhead():
     assert p.choice.algorithm == "depthwise", p.explain()
     assert all(c.cost >= CALL_SECONDS[c.algorithm] for c in p.candidates if c.cost is not None)
     assert set(CALL_SECONDS) == set(ALGORITHMS)
+
+
+@pytest.mark.parametrize("fn, xs, ws, kw", [
+    ("conv2d", (1, 3, 8, 8), (4, 3, 3, 3), dict(stride=2, padding=1)),
+    ("conv1d", (1, 8, 8), (8, 1, 3), dict(groups=8)),
+    ("conv_transpose2d", (1, 8, 5, 5), (8, 4, 3, 3), dict(stride=3)),
+])
+def test_every_reason_names_its_algorithm_once(fn, xs, ws, kw):
+    """Errors and explain() show reasons as algorithms give them ("gemm: ..."), the route added."""
+    plan = fastconv.plan_for(fn, xs, ws, "float32", **kw)
+    rejected = [c for c in plan.candidates if c.reason]
+    assert rejected and all(c.reason.startswith(f"{c.algorithm}: ") for c in rejected)
+    assert not any(f"{c.algorithm}: {c.algorithm}:" in c.reason for c in rejected)

@@ -35,7 +35,8 @@ class Algorithm:
         return self.compiled
 
     def supports(self, geom: ConvGeometry, dtype: np.dtype, op: str) -> str | None:
-        """None when this algorithm can run ``op`` on ``geom``; otherwise the reason it declines."""
+        """None when this algorithm can run ``op`` on ``geom``; otherwise the reason it declines,
+        starting with the algorithm's name (``"gemm: ..."``), as errors and ``explain()`` show it."""
         return None
 
     def cost(self, geom: ConvGeometry, dtype: np.dtype, op: str) -> float:
