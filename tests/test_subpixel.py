@@ -55,6 +55,24 @@ def test_matches_torch_float64(xs, ws, stride, padding, output_padding, dilation
     np.testing.assert_allclose(ours, expected, rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("xs, ws, stride, padding, output_padding, dilation, groups", TRANSPOSED)
+def test_output_needs_no_zeroing(xs, ws, stride, padding, output_padding, dilation, groups, monkeypatch, workers):
+    """Where the phase windows cover the output, it is allocated uninitialised and stored into
+    once per element: NaN-filled allocations must not leak into the result."""
+    from fastconv.algorithms import subpixel
+    empty = np.empty
+    monkeypatch.setattr(subpixel.np, "empty", lambda shape, dtype=float: (
+        np.full(shape, np.nan, dtype=dtype) if np.dtype(dtype).kind in "fc" else empty(shape, dtype)))
+    nd = len(ws) - 2
+    rng = np.random.default_rng(1)
+    x, w = _draw(xs, np.float64, rng), _draw(ws, np.float64, rng)
+    kw = {"stride": stride, "padding": padding, "output_padding": output_padding, "dilation": dilation,
+          "groups": groups}
+    ours = getattr(fastconv, f"conv_transpose{nd}d")(x, w, algorithm="subpixel", **kw)
+    expected = getattr(torch.nn.functional, f"conv_transpose{nd}d")(t(x), t(w), **kw).numpy()
+    np.testing.assert_allclose(ours, expected, rtol=1e-11, atol=1e-11)
+
+
 @pytest.mark.parametrize("padding", [((-2, 1), (3, -1)), ((0, -3), (-1, 4))])
 def test_cropping_geometries_match_reference(padding, tiny_workspace, workers):
     """Negative and uneven padding, as derived geometries produce them (including a crop wider than

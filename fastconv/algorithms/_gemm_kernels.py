@@ -57,16 +57,23 @@ def _gather(dst, d0, src, s0, step, count):
 
 
 @numba.njit(inline="always")
-def _scatter_add(dst, d0, step, src, s0, count):
-    """dst[d0 + u*step] += src[s0 + u] for u < count (flat arrays)."""
+def _scatter(dst, d0, step, src, s0, count, add):
+    """dst[d0 + u*step] += src[s0 + u] for u < count (flat arrays); = when not ``add``."""
     d, s = _u(d0), _u(s0)
     if step == 1:
-        for u in range(_u(count)):
-            dst[d + u] += src[s + u]
+        if add:
+            for u in range(_u(count)):
+                dst[d + u] += src[s + u]
+        else:
+            simd.window_copy(dst, d, src, s, 0, count, count)
     else:
         st = _u(step)
-        for u in range(_u(count)):
-            dst[d + u * st] += src[s + u]
+        if add:
+            for u in range(_u(count)):
+                dst[d + u * st] += src[s + u]
+        else:
+            for u in range(_u(count)):
+                dst[d + u * st] = src[s + u]
 
 
 @numba.njit(inline="always")
@@ -91,11 +98,12 @@ def _line_run(line_d, line_h, ow0, remaining, off_d, off_h, w_first, w_stop, str
 
 
 @numba.njit(inline="always")
-def _line_runs(xf, x0, size_w, cf, c0, lt, l0, off_d, off_h, w_first, w_stop, stride, in_size, out_size, adjoint):
+def _line_runs(xf, x0, size_w, cf, c0, lt, l0, off_d, off_h, w_first, w_stop, stride, in_size, out_size, adjoint,
+               add=True):
     """The output positions ``l0 .. l0+lt`` of one (kernel row, sample), line by line: column ``j`` of
     ``cf`` from ``c0`` and the input they read in ``xf`` (row ``in_line`` from ``x0``). im2col
     (``adjoint`` False) copies the input into ``cf``, zero in the padding; col2im adds ``cf`` into
-    ``xf``, dropping the padding."""
+    ``xf`` (stores it, when not ``add``), dropping the padding."""
     out_h, out_w = out_size[1], out_size[2]
     sw = stride[2]
     first_line = l0 // out_w
@@ -108,7 +116,7 @@ def _line_runs(xf, x0, size_w, cf, c0, lt, l0, off_d, off_h, w_first, w_stop, st
         base = c0 + j - ow0  # cf[base + ow] holds output column ow of this line
         if adjoint:
             if b > a:
-                _scatter_add(xf, x0 + in_line * size_w + a * sw, sw, cf, base + a, b - a)
+                _scatter(xf, x0 + in_line * size_w + a * sw, sw, cf, base + a, b - a, add)
         else:
             _zero(cf, base + ow0, a - ow0)
             if b > a:
@@ -125,7 +133,7 @@ def _line_runs(xf, x0, size_w, cf, c0, lt, l0, off_d, off_h, w_first, w_stop, st
 @numba.njit(inline="always")
 def _whole_samples(cols, row0, c0, part, per_group, n0, x, ksize, stride, dilation, lo, out_size, line):
     """im2col (``line`` one of _UNIT, _EVERY_2ND, _STRIDED: how a line of columns is read) or
-    col2im-add (``line`` _COL2IM) of a tile of whole samples: as :func:`_line_runs`, but every
+    col2im (``line`` _COL2IM adding, _COL2IM_STORE storing) of a tile of whole samples: as :func:`_line_runs`, but every
     line of a (row, sample) has the same valid columns, so the line loops have loop-invariant
     bounds and compile to straight copies. Row ``row0 + r`` is (group g, channel k < part, tap):
     channel ``g * per_group + c0 + k`` of ``x``.
@@ -133,7 +141,7 @@ def _whole_samples(cols, row0, c0, part, per_group, n0, x, ksize, stride, dilati
     Inlined into one kernel per kind of line (``line`` a constant), and each tap's offsets and
     valid ranges computed once, not per row: on the short rows of a 7x7 layer the other kinds'
     loops and the per-row integer divisions cost im2col 1.4-1.5x each."""
-    adjoint = line == _COL2IM
+    adjoint = line >= _COL2IM
     rows, nt, lt = cols.shape
     channels = x.shape[1]
     size_d, size_h, size_w = x.shape[2], x.shape[3], x.shape[4]
@@ -172,10 +180,16 @@ def _whole_samples(cols, row0, c0, part, per_group, n0, x, ksize, stride, dilati
                 d += _u(h_first) * wn
                 s = _u(x0 + ((od * sd + off_d) * size_h + h_first * sh + off_h) * size_w)
                 step = _u(sh * size_w)
-                if adjoint:
+                if line == _COL2IM:
                     for _ in range(h_first, h_stop):
                         for ow in range(wf, ws):
                             xf[s + ow * _u(sw)] += cf[d + ow]
+                        s += step
+                        d += wn
+                elif line == _COL2IM_STORE:
+                    for _ in range(h_first, h_stop):
+                        for ow in range(wf, ws):
+                            xf[s + ow * _u(sw)] = cf[d + ow]
                         s += step
                         d += wn
                 elif line == _UNIT:
@@ -216,8 +230,8 @@ def _lines_inner(x, ksize, stride, dilation, lo, out_size):  # pragma: no cover 
 
 
 #: Kinds of line of :func:`_whole_samples`: im2col reading every input column, every other one,
-#: or any stride; col2im.
-_UNIT, _EVERY_2ND, _STRIDED, _COL2IM = 0, 1, 2, 3
+#: or any stride; col2im adding, or storing (windows that never overlap and cover the input).
+_UNIT, _EVERY_2ND, _STRIDED, _COL2IM, _COL2IM_STORE = 0, 1, 2, 3, 4
 
 
 def _whole_samples_kernel(line):
@@ -229,8 +243,8 @@ def _whole_samples_kernel(line):
     return kernel
 
 
-_im2col_unit, _im2col_every_2nd, _im2col_strided, _col2im_samples = (
-    _whole_samples_kernel(line) for line in (_UNIT, _EVERY_2ND, _STRIDED, _COL2IM))
+_im2col_unit, _im2col_every_2nd, _im2col_strided, _col2im_samples, _col2im_store_samples = (
+    _whole_samples_kernel(line) for line in (_UNIT, _EVERY_2ND, _STRIDED, _COL2IM, _COL2IM_STORE))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -272,10 +286,11 @@ def im2col(x, cols, row0, n0, l0, ksize, stride, dilation, lo, out_size):
 
 
 @numba.njit(nogil=True, cache=True)
-def col2im_add(cols, dx, c0, part, n0, l0, ksize, stride, dilation, lo, out_size):
+def col2im(cols, dx, c0, part, n0, l0, ksize, stride, dilation, lo, out_size, add):
     """Adjoint of :func:`im2col` for channels ``c0 .. c0+part`` of every group: ``dx[n0 + i, c, ...] +=
     cols[(g, k, tap), i, j]`` (channel ``c = g*(C/G) + c0 + k``) at the input position tap ``tap`` of
     output position ``l0 + j`` reads; entries falling in the padding are dropped. dx C-contiguous.
+    Not ``add``: stored (=), for windows that never overlap, where dx then needs no zeroing first.
 
     Threads that own different channels never write the same element.
     """
@@ -286,7 +301,10 @@ def col2im_add(cols, dx, c0, part, n0, l0, ksize, stride, dilation, lo, out_size
     size_w = dx.shape[4]
     plane = in_size[0] * in_size[1] * size_w
     if l0 == 0 and lt == out_size[0] * out_size[1] * out_size[2]:
-        _col2im_samples(dx, cols, 0, c0, part, per_group, n0, ksize, stride, dilation, lo, out_size)
+        if add:
+            _col2im_samples(dx, cols, 0, c0, part, per_group, n0, ksize, stride, dilation, lo, out_size)
+        else:
+            _col2im_store_samples(dx, cols, 0, c0, part, per_group, n0, ksize, stride, dilation, lo, out_size)
         return
     xf, cf = dx.reshape(-1), cols.reshape(-1)
     for row in range(rows):
@@ -298,7 +316,7 @@ def col2im_add(cols, dx, c0, part, n0, l0, ksize, stride, dilation, lo, out_size
         w_first, w_stop = _valid_range(off_w, stride[2], size_w, out_size[2])
         for i in range(nt):
             _line_runs(xf, ((n0 + i) * dx.shape[1] + c) * plane + off_w, size_w, cf, (row * nt + i) * lt, lt, l0,
-                       off_d, off_h, w_first, w_stop, stride, in_size, out_size, True)
+                       off_d, off_h, w_first, w_stop, stride, in_size, out_size, True, add)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -379,16 +397,17 @@ def transpose(src, dst, count, rows, cols, src_off, src_batch, src_ld, dst_off, 
 def spread_phases(w, stacked, taps):
     """``stacked[o, m, c, r] = w[o, c, taps[m, r]]`` (zero where ``taps`` is -1): the flipped phase
     sub-kernels of a transposed convolution (see ``subpixel``). w: (O, Cg, K) and stacked:
-    (O, offsets, Cg, phases), C-contiguous; one o at a time, so its (Cg, K) block stays in L1
-    through every offset and phase."""
+    (O, offsets, Cg, phases), C-contiguous; written in order, each (o, c) row of K taps read
+    from L1 (phases apart: strided stores ran hifigan's 2 MB at ~3 GB/s)."""
     out, cg, k = w.shape
     offsets, phases = taps.shape
     wf, sf = w.reshape(-1), stacked.reshape(-1)
+    dst = _u(0)
     for o in range(out):
         for m in range(offsets):
-            for r in range(phases):
-                t = taps[m, r]
-                dst = _u(((o * offsets + m) * cg) * phases + r)
-                src = _u(o * cg * k + max(t, 0))
-                for c in range(_u(cg)):
-                    sf[dst + c * _u(phases)] = wf[src + c * _u(k)] if t >= 0 else 0
+            for c in range(cg):
+                src = _u((o * cg + c) * k)
+                for r in range(phases):
+                    t = taps[m, r]
+                    sf[dst] = wf[src + _u(t)] if t >= 0 else 0
+                    dst += _u(1)

@@ -104,7 +104,7 @@ class Gemm(Algorithm):
         return y
 
     def input_grad(self, dy, w, geom):
-        from ._gemm_kernels import col2im_add
+        from ._gemm_kernels import col2im
         g, cg, taps = geom.groups, geom.in_per_group, geom.kernel_volume
         wt = np.swapaxes(_weight_matrix(w, geom), -1, -2)  # (G, Cg*K, Og)
         dyf = _flat(dy, geom, geom.out_per_group)
@@ -130,7 +130,7 @@ class Gemm(Algorithm):
                     continue
                 dcols = scratch.get("cols", (g, (c1 - c0) * taps, tile.nt * tile.lt))
                 np.matmul(w_part, gather_samples(dyf, tile), out=dcols)
-                col2im_add(dcols.reshape(-1, tile.nt, tile.lt), dx, c0, c1 - c0, tile.n0, tile.l0, *s3[1:])
+                col2im(dcols.reshape(-1, tile.nt, tile.lt), dx, c0, c1 - c0, tile.n0, tile.l0, *s3[1:], True)
 
         par.for_each([(c, b) for c in channel_parts for b in sample_parts], scatter, n, dy.dtype)
         return dx.reshape(geom.input_shape)

@@ -55,13 +55,16 @@ class Subpixel(Algorithm):
                             packed + shuffled, np.dtype(dtype).itemsize)
 
     def input_grad(self, dy, w, geom):
-        from ._gemm_kernels import col2im_add
+        from ._gemm_kernels import col2im
         phases = _phases(geom)
         if phases is None:  # no input reaches the output window: it is all padding
             return np.zeros(geom.input_shape, dtype=dy.dtype)
         sub, shuffle = phases
         s3, sub3 = spatial3d(shuffle), spatial3d(sub)
-        dx = np.zeros((geom.batch, geom.in_channels, *s3.in_size), dtype=dy.dtype)
+        # phase windows that cover the whole output store every element once: no zeroing first
+        # (a serial pass: 1-2 ms of hifigan's and unet.up's 8-25 ms)
+        covered = all(lo >= 0 and hi >= 0 for lo, hi in shuffle.padding)
+        dx = (np.empty if covered else np.zeros)((geom.batch, geom.in_channels, *s3.in_size), dtype=dy.dtype)
         w_phase = _phase_weight(w, geom, sub)
         n = par.workers(sub.macs)
         dy5 = as5d(dy, sub3.in_size)
@@ -72,7 +75,7 @@ class Subpixel(Algorithm):
             cols = gather_samples(dyf, tile) if sub.is_pointwise else pack(dy5, sub, sub3, tile, scratch)
             out = np.matmul(w_phase, cols, out=scratch.get("phase_rows", (sub.groups, sub.out_per_group,
                                                                           tile.nt * tile.lt)))
-            col2im_add(out.reshape(-1, tile.nt, tile.lt), dx, 0, geom.in_channels, tile.n0, tile.l0, *s3[1:])
+            col2im(out.reshape(-1, tile.nt, tile.lt), dx, 0, geom.in_channels, tile.n0, tile.l0, *s3[1:], not covered)
 
         packed = 0 if sub.is_pointwise else sub.in_channels * sub.kernel_volume
         par.for_each(tiles(sub, dy.dtype, packed + sub.out_channels + sub.in_channels, n), phase_rows, n, dy.dtype)
