@@ -62,14 +62,12 @@ class DepthwiseBlocked(Algorithm):
     def forward(self, x, w, geom):
         from . import _depthwise_blocked_kernels as k
         lanes = 64 // x.itemsize
-        blocks, taps = -(-geom.in_channels // lanes), geom.kernel_volume
-        wp = np.zeros((blocks * lanes, taps), dtype=x.dtype)
-        wp[:geom.in_channels] = w.reshape(geom.in_channels, taps)
-        wp = np.ascontiguousarray(wp.reshape(blocks, lanes, taps).transpose(0, 2, 1))
+        blocks = -(-geom.in_channels // lanes)
         y = np.empty(geom.output_shape, dtype=x.dtype)
         in_shape, offsets, out_size, lo, stride, padded = _tables(geom, lanes)
         run = parallel(k.forward, estimate(self, geom, x.dtype, "forward"), geom.batch * blocks)
-        run(np.ascontiguousarray(x).reshape(-1), in_shape, wp, offsets, y.reshape(-1), out_size, lo, stride, padded)
+        run(np.ascontiguousarray(x).reshape(-1), in_shape, np.ascontiguousarray(w).reshape(geom.in_channels, -1),
+            offsets, y.reshape(-1), out_size, lo, stride, padded)
         return y
 
 
