@@ -17,7 +17,7 @@ from torch_ref import t
 import fastconv
 from fastconv._errors import CallContext
 from fastconv._geometry import ConvGeometry
-from fastconv.algorithms import ALGORITHMS, subpixel_blocked
+from fastconv.algorithms import ALGORITHMS, subpixel, subpixel_blocked
 
 SUBPIXEL_BLOCKED = ALGORITHMS["subpixel_blocked"]
 
@@ -63,7 +63,8 @@ def test_float32_error_within_budget():
 def test_boxes_write_every_output_position_once(case, itemsize):
     """Each output block's box, placed by the kernel's steps and channel offsets, lands inside
     dx, and together the blocks write each position no more than once (those output_padding
-    leaves to no phase stay zero)."""
+    leaves to no phase stay zero); exactly once where the phases cover dx, which is then
+    allocated uninitialised."""
     xs, ws, stride, padding, output_padding, dilation = case
     nd = len(ws) - 2
     geom = ConvGeometry.for_conv_transpose(xs, ws, stride, padding, output_padding, dilation, 1, CallContext("test"))
@@ -85,6 +86,8 @@ def test_boxes_write_every_output_position_once(case, itemsize):
         torch.ones(xs, dtype=torch.float64), torch.ones(ws, dtype=torch.float64), stride=stride, padding=padding,
         output_padding=output_padding, dilation=dilation).numpy().reshape(-1) > 0
     assert (written[reached] == 1).all()
+    if subpixel._covers(subpixel._phases(geom)[1]):
+        assert (written == 1).all()
 
 
 def test_planner_picks_it_for_dcgan_and_subpixel_for_strides_8():
