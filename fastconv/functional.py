@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _args, _docs
+from . import _args, _docs, _validated
 from ._dispatch import run
 from ._errors import CallContext
 from ._geometry import ConvGeometry
@@ -67,16 +67,36 @@ def _is_dask(value) -> bool:
     return type(value).__module__.startswith("dask.")
 
 
+def _checked(function, nd, input, weight, bias, arguments, build):
+    """``(x, w, b, geom, ctx, unbatched)`` of a call: :func:`prepare`'s checks and
+    ``build(x, w, b, ctx)``'s geometry, or their outcome for an identical earlier call
+    (``_validated``)."""
+    call = _validated.key(function, (input, weight, bias), (nd, *arguments))
+    known = _validated.recall(call)
+    if known:
+        geom, ctx, unbatched = known
+        return (input[None] if unbatched else input), weight, bias, geom, ctx, unbatched
+    x, w, b, ctx, unbatched = prepare(function, nd, input, weight, bias)
+    geom = build(x, w, b, ctx)
+    _validated.remember(call, (geom, ctx, unbatched))
+    return x, w, b, geom, ctx, unbatched
+
+
 def _conv(function, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm):
     if _is_dask(input):
         from . import dask
         return dask.conv(function, nd, input, weight, bias, stride, padding, dilation, groups, padding_mode,
                          algorithm)
-    x, w, b, ctx, unbatched = prepare(function, nd, input, weight, bias)
-    geom = ConvGeometry.for_conv(x.shape, w.shape, stride, padding, dilation, groups, ctx)
+
+    def build(x, w, b, ctx):
+        geom = ConvGeometry.for_conv(x.shape, w.shape, stride, padding, dilation, groups, ctx)
+        check_bias(b, geom.out_channels, ctx)
+        return geom
+
+    x, w, b, geom, ctx, unbatched = _checked(function, nd, input, weight, bias,
+                                             (stride, padding, dilation, groups), build)
     if padding_mode != "zeros":
         x, geom = _pad_by_mode(x, geom, padding_mode, ctx)
-    check_bias(b, geom.out_channels, ctx)
     y = run("forward", geom, x, w, ctx, algorithm=algorithm, bias=b)
     return y[0] if unbatched else y
 
@@ -87,10 +107,15 @@ def _conv_transpose(function, nd, input, weight, bias, stride, padding, output_p
         from . import dask
         return dask.conv_transpose(function, nd, input, weight, bias, stride, padding, output_padding, groups,
                                    dilation, output_size, algorithm)
-    x, w, b, ctx, unbatched = prepare(function, nd, input, weight, bias)
-    geom = ConvGeometry.for_conv_transpose(x.shape, w.shape, stride, padding, output_padding, dilation, groups,
-                                           ctx, output_size=output_size)
-    check_bias(b, geom.in_channels, ctx)
+
+    def build(x, w, b, ctx):
+        geom = ConvGeometry.for_conv_transpose(x.shape, w.shape, stride, padding, output_padding, dilation, groups,
+                                               ctx, output_size=output_size)
+        check_bias(b, geom.in_channels, ctx)
+        return geom
+
+    x, w, b, geom, ctx, unbatched = _checked(function, nd, input, weight, bias,
+                                             (stride, padding, output_padding, groups, dilation, output_size), build)
     y = run("input_grad", geom, x, w, ctx, algorithm=algorithm, bias=b)
     return y[0] if unbatched else y
 
