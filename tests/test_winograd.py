@@ -133,18 +133,43 @@ def test_gradients_are_the_adjoints_of_the_forward(alg):
 
 @pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
 @pytest.mark.parametrize("workspace_mib", [256, 0.25], ids=["one-chunk", "chunks"])
-def test_weight_grad_work_split_between_threads(alg, workspace_mib, monkeypatch):
-    """Two workers, the tile rows in one chunk or in several whose sums are added up, complex data
-    (conjugation-free, as the planner passes it) and non-contiguous views."""
+@pytest.mark.parametrize("products", ["complex", "compiled", "blas"])
+def test_weight_grad_work_split_between_threads(alg, workspace_mib, products, monkeypatch):
+    """Two workers, the tile rows in one chunk or in several whose sums are added up, non-contiguous
+    views; complex data (conjugation-free, as the planner passes it) through BLAS's products, real
+    data through the compiled ones (small products) and through BLAS's (large ones)."""
+    from fastconv.algorithms import winograd
     monkeypatch.setattr(_gemm_parallel, "workers", lambda macs: 2)
+    if products == "blas":
+        monkeypatch.setattr(winograd, "_COMPILED_PRODUCT_OUTPUTS", 0)
     fastconv.set_workspace_limit(workspace_mib)
     rng = np.random.default_rng(7)
     x = rng.standard_normal((16, 6, 3, 19)).transpose(2, 1, 0, 3)  # (3, 6, 16, 19), not contiguous
-    x = x + 1j * rng.standard_normal(x.shape)
     geom = _geometry(x.shape, (8, 3, 3, 3), ((1, 0), (2, 1)), 2)
-    dy = (rng.standard_normal(geom.output_shape) + 1j * rng.standard_normal(geom.output_shape))[..., ::-1]
+    dy = rng.standard_normal(geom.output_shape)[..., ::-1]
+    if products == "complex":
+        x = x + 1j * rng.standard_normal(x.shape)
+        dy = dy + 1j * rng.standard_normal(dy.shape)[..., ::-1]
     np.testing.assert_allclose(alg.weight_grad(x, dy, geom), REFERENCE.weight_grad(x, dy, geom), rtol=1e-11,
                                atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 5, 7, 37), (2, 4, 4, 16), (1, 9, 2, 3)], ids=str)
+def test_compiled_products_sum_over_tiles(shape, dtype):
+    """``products_nt``: out[q] = a[q] @ b[q].T, then added to, on every block shape and tail."""
+    from fastconv.algorithms._winograd_kernels import products_nt
+    q, r, s, count = shape
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((q, r, count)).astype(dtype), rng.standard_normal((q, s, count)).astype(dtype)
+    out = np.full((q, r, s), np.nan, dtype)
+    truth = np.einsum("qrt,qst->qrs", a.astype(np.float64), b.astype(np.float64))
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    products_nt(a, b, out, 0, q, 0)
+    np.testing.assert_allclose(out, truth, rtol=tol, atol=tol * count)
+    products_nt(a, b, out, 1, q, 1)
+    np.testing.assert_allclose(out[1:], 2 * truth[1:], rtol=tol, atol=tol * count)
+    np.testing.assert_allclose(out[:1], truth[:1], rtol=tol, atol=tol * count)
 
 
 @pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
