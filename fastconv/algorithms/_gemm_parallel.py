@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from .. import _threads
 from ._layout import Scratch
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ _pool_lock = threading.Lock()
 def workers(macs: int) -> int:
     """Threads a call of ``macs`` multiply-adds should use: fastconv's thread setting when the call
     is big enough and BLAS can be held to one thread, else 1."""
-    from .. import _threads
     n = _threads.get_num_threads()
     return n if n > 1 and macs >= PARALLEL_MIN_MACS and _blas_controller() is not None else 1
 

@@ -23,7 +23,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _config
+from .. import _cost_model as cm
+from .. import _threads as thread_setting
 from .._geometry import ConvGeometry
+from . import _gemm_parallel as par
 from ._base import Algorithm
 from ._layout import Spatial3d
 
@@ -113,7 +116,6 @@ def _tap_phases(sp: Spatial3d) -> tuple[np.ndarray, np.ndarray]:
 def forward_layout(geom: ConvGeometry, itemsize: int, rowwise: bool) -> _Forward:
     """The cheaper of the two layouts of one output channel at a time (``rowwise`` allows the
     second; weight_grad needs the first), or the first for groups of 4+ outputs."""
-    from .. import _cost_model as cm
     sp = spatial3d(geom)
     flat = _flat_layout(geom, sp, itemsize)
     if geom.out_per_group >= _BLOCK or not rowwise or sp.out_size[1] < 2:
@@ -277,7 +279,6 @@ class Direct(Algorithm):
         return geom.in_per_group * forward_layout(geom, itemsize, op == "forward").packed * itemsize + run
 
     def cost(self, geom, dtype, op):
-        from .. import _cost_model as cm
         itemsize = np.dtype(dtype).itemsize
         n, g = geom.batch, geom.groups
         if op == "input_grad":  # computes input channels, each a sum over the group's outputs
@@ -384,10 +385,7 @@ def parallel(kernel, seconds: float, jobs: int):
     so not one job at a time). On one thread when the call is estimated below
     ``DIRECT_PARALLEL_SECONDS``: the wake-up of a second thread costs more than it saves there
     (measured up to milliseconds on a loaded machine)."""
-    from .._cost_model import DIRECT_PARALLEL_SECONDS
-    from . import _gemm_parallel as par
-
-    threads = 1 if seconds < DIRECT_PARALLEL_SECONDS else _threads()
+    threads = 1 if seconds < cm.DIRECT_PARALLEL_SECONDS else _threads()
 
     def run(*args):
         ranges = par.split(jobs, 4 * threads) if threads > 1 else [(0, jobs)]
@@ -396,8 +394,7 @@ def parallel(kernel, seconds: float, jobs: int):
 
 
 def _threads() -> int:
-    from .. import _threads
-    return _threads.get_num_threads()
+    return thread_setting.get_num_threads()
 
 
 def _block(per_group: int, jobs: int) -> int:
