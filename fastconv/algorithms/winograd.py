@@ -77,11 +77,16 @@ _COMPILED_PRODUCT_OUTPUTS = 64 * 64
 _CHUNK_BYTES = 4 * 2**20
 #: ... unless that leaves fewer tiles than this: the transforms loop over a chunk's tiles, and
 #: short loops run outside their vectorised part (c3d F(2,3): 1.3x faster at 256 than at 58).
+#: Chunks shared by the workers (three hand-offs each) stay this long.
 _MIN_CHUNK_TILES = 256
 #: Whole chunks per worker (a shared queue balances them), and the fewest tiles a chunk's
-#: products may have in that mode (thinner products run BLAS far below its peak).
+#: products may have in that mode (thinner products run BLAS far below its peak); there, chunks
+#: stay near ``_CHUNK_BYTES`` down to this many tiles (unet3d.3x3x3c32's 216-point tiles: 4 MiB
+#: chunks of 68 tiles 0.83x the time of 14 MiB ones of 238, 8 interleaved rounds) ...
 _CHUNKS_PER_WORKER = 4
 _WHOLE_CHUNK_MIN_TILES = 64
+#: ... and hold this many times the transformed filters, which each re-reads (c3d's 7 MiB).
+_WHOLE_CHUNK_FILTER_REUSE = 3
 
 
 class Winograd(Algorithm):
@@ -302,20 +307,27 @@ class Winograd(Algorithm):
         """Ranges of tile rows (units) to run one after another or side by side, and whether the
         workers share each chunk's channels rather than take whole chunks.
 
-        Chunks hold ``_CHUNK_BYTES`` of transform-domain scratch, or more to reach
-        ``_MIN_CHUNK_TILES`` tiles or when the transformed filters are larger (each chunk reads
-        them all), within the workspace budget. Whole chunks go to workers when each gets several
-        with enough tiles.
+        Chunks hold ``_CHUNK_BYTES`` of transform-domain scratch, or more to reach a number of
+        tiles or a multiple of the transformed filters (each chunk reads them all), within the
+        workspace budget. Whole chunks go to workers when each gets several with enough tiles,
+        as many for each.
         """
         units, tw = geom.batch * rows, wt.tiles(geom, self.m)[-1] + 1
-        tile_bytes = self._tile_bytes(geom, dtype)
-        free = _config.workspace_bytes - self._fixed_bytes(geom, dtype)
-        target = max(_CHUNK_BYTES, _MIN_CHUNK_TILES * tile_bytes, 2 * self._fixed_bytes(geom, dtype))
+        tile_bytes, fixed = self._tile_bytes(geom, dtype), self._fixed_bytes(geom, dtype)
+        free = _config.workspace_bytes - fixed
         queued = _CHUNKS_PER_WORKER * workers
         whole = workers > 1 and units >= queued and units * tw >= queued * _WHOLE_CHUNK_MIN_TILES
+        if whole:
+            target = max(_CHUNK_BYTES, _WHOLE_CHUNK_MIN_TILES * tile_bytes, _WHOLE_CHUNK_FILTER_REUSE * fixed)
+        else:
+            target = max(_CHUNK_BYTES, _MIN_CHUNK_TILES * tile_bytes, 2 * fixed)
         step = max(1, min(free // workers if whole else free, target) // (tile_bytes * tw))
         parts = -(-units // step)
-        return par.split(units, max(parts, queued) if whole else parts), workers > 1 and not whole
+        if not whole:
+            return par.split(units, parts), workers > 1
+        # a multiple of the workers: an odd chunk out runs alone at the end (c3d: 11 chunks 1.2x
+        # the time of 8 or 14)
+        return par.split(units, -(-max(parts, queued) // workers) * workers), False
 
 
 def _transformed_filters(w: np.ndarray, w_geom: ConvGeometry, m: int, flipped: bool, scratch: Scratch,
