@@ -132,19 +132,21 @@ def test_gradients_are_the_adjoints_of_the_forward(alg):
 
 
 @pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
-@pytest.mark.parametrize("workspace_mib", [256, 0.25], ids=["one-chunk", "chunks"])
+@pytest.mark.parametrize("workspace_mib, image", [(256, 8), (0.06, 8), (256, 64)],
+                         ids=["one-chunk", "chunks", "whole-chunks"])
 @pytest.mark.parametrize("products", ["complex", "compiled", "blas"])
-def test_weight_grad_work_split_between_threads(alg, workspace_mib, products, monkeypatch):
-    """Two workers, the tile rows in one chunk or in several whose sums are added up, non-contiguous
-    views; complex data (conjugation-free, as the planner passes it) through BLAS's products, real
-    data through the compiled ones (small products) and through BLAS's (large ones)."""
+def test_weight_grad_work_split_between_threads(alg, workspace_mib, image, products, monkeypatch):
+    """Two workers sharing the tile rows' chunk, or several whose sums are added up, or each taking
+    whole chunks into sums of its own (enough tiles); non-contiguous views; complex data
+    (conjugation-free, as the planner passes it) through BLAS's products, real data through the
+    compiled ones (small products) and through BLAS's (large ones)."""
     from fastconv.algorithms import winograd
     monkeypatch.setattr(_gemm_parallel, "workers", lambda macs: 2)
     if products == "blas":
         monkeypatch.setattr(winograd, "_COMPILED_PRODUCT_OUTPUTS", 0)
     fastconv.set_workspace_limit(workspace_mib)
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((16, 6, 3, 19)).transpose(2, 1, 0, 3)  # (3, 6, 16, 19), not contiguous
+    x = rng.standard_normal((image, 6, 3, 19)).transpose(2, 1, 0, 3)  # (3, 6, image, 19), not contiguous
     geom = _geometry(x.shape, (8, 3, 3, 3), ((1, 0), (2, 1)), 2)
     dy = rng.standard_normal(geom.output_shape)[..., ::-1]
     if products == "complex":

@@ -371,95 +371,90 @@ def filter_adjoint(du, g, dw, f0, f1):  # pragma: no cover - compiled
                                min(lanes, nb - j0), held)
 
 
-#: Rows of each operand in a register block of :func:`products_nt`.
-_DOT_ROWS_A, _DOT_ROWS_B = 4, 4
-
-
-def _lane_sums(builder, vectors):
-    """Vectors whose lane k holds the sum of the lanes of ``vectors[k]``, ``lanes`` sums per vector
-    (the list padded with zeros): pairs are halved and merged level by level, so a block of 16
-    sums takes 15 additions and 30 shuffles, where summing each alone took 64 of each."""
-    vec = vectors[0].type
-    lanes = vec.count
-    vectors = vectors + [ir.Constant(vec, None)] * (-len(vectors) % lanes)
-    sums = []
-    for g in range(0, len(vectors), lanes):
-        level, width = vectors[g:g + lanes], lanes // 2
-        while len(level) > 1:
-            lo = [block + e for block in range(0, lanes, 2 * width) for e in range(width)]
-            merged = []
-            for a, b in zip(level[0::2], level[1::2]):
-                halves = [builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(simd.I32, lanes),
-                                                                   [k + shift for k in lo] + [lanes + k + shift for k in lo]))
-                          for shift in (0, width)]
-                merged.append(builder.fadd(*halves))
-            level, width = merged, width // 2
-        sums.append(level[0])
-    return sums
+#: Rows of ``a`` and vectors of columns in a register block of :func:`products_nt` (6 x 4 sums
+#: in 24 registers, 4 more for a row of ``b``), and the depth of the ``b`` panel it keeps in L1.
+_PRODUCT_ROWS, _PRODUCT_VECTORS, _PRODUCT_DEPTH = 6, 4, 64
 
 
 @intrinsic
-def _dots(typingctx, a, a0, ra, b, b0, rb, count, out, o0, o_pitch, add):
-    """``out[o0 + i*o_pitch + j] (+ if add)= sum over t < count of a[a0 + i*count + t] *
-    b[b0 + j*count + t]`` for i < ra, j < rb (1 to ``_DOT_ROWS`` each): a block of dot products
-    of rows, each summed in a 64-byte register along t (the tail masked), across its lanes at the
-    end. A switch picks the block's shape, each fully unrolled."""
+def _outer_block(typingctx, a, a0, a_pitch, rows, bt, b0, bt_pitch, vectors, depth, out, o0, o_pitch, width, first):
+    """``out[o0 + i*o_pitch + j] (= if first, else +=) sum over t < depth of a[a0 + i*a_pitch + t] *
+    bt[b0 + t*bt_pitch + j]`` for i < rows (1 to ``_PRODUCT_ROWS``) and j below ``vectors`` (1 to
+    ``_PRODUCT_VECTORS``) vectors of columns, only the columns j < width stored: outer products of
+    a column of ``a`` (broadcast) and a row of the panel ``bt`` (64-byte aligned rows) into sums
+    held in registers, from zero (a panel's sums are added to out as one term, so rounding grows
+    with the panel's depth, not the product's). A switch picks the block's shape, each unrolled."""
     def codegen(context, builder, signature, args):
-        a_v, a0_v, ra_v, b_v, b0_v, rb_v, count_v, out_v, o0_v, pitch_v, add_v = args
+        (a_v, a0_v, ap_v, rows_v, bt_v, b0_v, bp_v, vectors_v, depth_v, out_v, o0_v, op_v, width_v,
+         first_v) = args
         scalar, size, lanes, vec = simd.vector(context, out.dtype)
-        a_p, b_p, o_p = (simd.data(context, builder, ty, v, scalar) for ty, v in ((a, a_v), (b, b_v), (out, out_v)))
+        a_p, b_p, o_p = (simd.data(context, builder, ty, v, scalar) for ty, v in ((a, a_v), (bt, bt_v), (out, out_v)))
         fma = simd.fma(builder, vec)
-        adding = builder.icmp_signed("!=", add_v, ir.Constant(add_v.type, 0))
+        i64 = simd.I64
+        starting = builder.icmp_signed("!=", first_v, ir.Constant(first_v.type, 0))
 
-        def row(first, k):
-            return builder.add(first, builder.mul(count_v, ir.Constant(simd.I64, k)))
+        def at(row, v):
+            return simd.vector_at(builder, vec, o_p, builder.add(row, ir.Constant(i64, v * lanes)))
 
-        def block(na, nb):
-            sums = [[cgutils.alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(nb)] for _ in range(na)]
+        def block(nr, nv):
+            masks = [simd.tail_mask(builder, lanes, builder.trunc(builder.sub(width_v, ir.Constant(i64, v * lanes)),
+                                                                   simd.I32)) for v in range(nv)]
+            rows_at = [builder.add(o0_v, builder.mul(op_v, ir.Constant(i64, i))) for i in range(nr)]
+            a_at = [builder.add(a0_v, builder.mul(ap_v, ir.Constant(i64, i))) for i in range(nr)]
+            sums = [cgutils.alloca_once_value(builder, ir.Constant(vec, None)) for _ in range(nr * nv)]
+            with cgutils.for_range(builder, depth_v) as loop:
+                row = builder.add(b0_v, builder.mul(loop.index, bp_v))
+                bs = [builder.load(simd.vector_at(builder, vec, b_p, builder.add(row, ir.Constant(i64, v * lanes))),
+                                   align=64) for v in range(nv)]
+                for i in range(nr):
+                    xs = simd.splat(builder, vec, builder.load(builder.gep(a_p, [builder.add(a_at[i], loop.index)])))
+                    for v in range(nv):
+                        cell = sums[i * nv + v]
+                        builder.store(builder.call(fma, [xs, bs[v], builder.load(cell)]), cell)
+            for i in range(nr):  # a block of sums of its own added to out: rounding grows with depth
+                for v in range(nv):
+                    total, old = builder.load(sums[i * nv + v]), simd.masked_load(builder, vec, size, at(rows_at[i], v),
+                                                                                    masks[v])
+                    simd.masked_store(builder, vec, size, builder.select(starting, total, builder.fadd(old, total)),
+                                      at(rows_at[i], v), masks[v])
 
-            def step(q, load, store):
-                xs = [load(simd.vector_at(builder, vec, a_p, builder.add(row(a0_v, i), q))) for i in range(na)]
-                for j in range(nb):
-                    y = load(simd.vector_at(builder, vec, b_p, builder.add(row(b0_v, j), q)))
-                    for i in range(na):
-                        builder.store(builder.call(fma, [xs[i], y, builder.load(sums[i][j])]), sums[i][j])
-
-            simd.vector_loop(builder, vec, size, count_v, step)
-            totals = _lane_sums(builder, [builder.load(sums[i][j]) for i in range(na) for j in range(nb)])
-            row_mask = simd.tail_mask(builder, lanes, ir.Constant(simd.I32, nb))
-            for i in range(na):  # row i's nb sums to lanes 0 .. nb of one vector, added to out's row
-                first = i * nb // lanes
-                pair = totals[first], totals[min(first + 1, len(totals) - 1)]
-                picks = [i * nb + j - first * lanes for j in range(nb)] + [0] * (lanes - nb)
-                total = builder.shuffle_vector(*pair, ir.Constant(ir.VectorType(simd.I32, lanes), picks))
-                at = simd.vector_at(builder, vec, o_p, builder.add(o0_v, builder.mul(pitch_v, ir.Constant(simd.I64, i))))
-                old = simd.masked_load(builder, vec, size, at, row_mask)
-                simd.masked_store(builder, vec, size, builder.select(adding, builder.fadd(old, total), total), at,
-                                  row_mask)
-
-        simd.switch(builder, ra_v, range(1, _DOT_ROWS_A + 1), lambda na: simd.switch(
-            builder, rb_v, range(1, _DOT_ROWS_B + 1), lambda nb: block(na, nb), f"dots.{na}"), "dots")
+        simd.switch(builder, rows_v, range(1, _PRODUCT_ROWS + 1), lambda nr: simd.switch(
+            builder, vectors_v, range(1, _PRODUCT_VECTORS + 1), lambda nv: block(nr, nv), f"outer.{nr}"), "outer")
         return context.get_dummy_value()
 
-    return types.void(a, a0, ra, b, b0, rb, count, out, o0, o_pitch, add), codegen
+    return types.void(a, a0, a_pitch, rows, bt, b0, bt_pitch, vectors, depth, out, o0, o_pitch, width, first), codegen
 
 
 @numba.njit(nogil=True, cache=True)
 def products_nt(a, b, out, q0, q1, add):  # pragma: no cover - compiled
     """``out[q] (+ if add)= a[q] @ b[q].T`` for q0 <= q < q1; a (Q, R, T), b (Q, S, T) and out
     (Q, R, S) C-contiguous and real: the weight gradient's products, per transform point and
-    group the output gradient's tiles against the input's, summed over the tiles. Rows are
-    dotted a block of 4 x 4 at a time, each block of a's rows (L1) against every block of b's
-    (L2): OpenBLAS ran these short, deep products (64 x 64 from 840 tiles) at ~55 GFLOP/s a
-    core, about half its rate on large ones."""
+    group the output gradient's tiles against the input's, summed over the tiles.
+
+    As a GEMM does: ``_PRODUCT_DEPTH`` tiles of b at a time are transposed (in registers) into a
+    panel that stays in L1, and every block of a's rows takes its outer products with it, the
+    sums in registers: OpenBLAS ran these products (64 x 64, from 105 to 840 tiles) at about half
+    its rate on large ones."""
     _, rows_a, count = a.shape
     rows_b = b.shape[1]
+    lanes = 64 // out.itemsize
+    pitch = -(-rows_b // lanes) * lanes
+    panel = simd.aligned_empty(_PRODUCT_DEPTH * pitch, out.dtype)
     af, bf, of = a.reshape(-1), b.reshape(-1), out.reshape(-1)
     for q in range(q0, q1):
-        for i in range(0, rows_a, _DOT_ROWS_A):
-            for j in range(0, rows_b, _DOT_ROWS_B):
-                _dots(af, (q * rows_a + i) * count, min(_DOT_ROWS_A, rows_a - i), bf, (q * rows_b + j) * count,
-                      min(_DOT_ROWS_B, rows_b - j), count, of, (q * rows_a + i) * rows_b + j, rows_b, add)
+        for t0 in range(0, count, _PRODUCT_DEPTH):
+            depth = min(_PRODUCT_DEPTH, count - t0)
+            for s0 in range(0, rows_b, lanes):
+                for t in range(0, depth, lanes):
+                    simd.transpose(panel, t * pitch + s0, pitch, bf, (q * rows_b + s0) * count + t0 + t, count,
+                                   min(lanes, rows_b - s0), min(lanes, depth - t), lanes)
+            first = 1 if t0 == 0 and not add else 0
+            for s0 in range(0, rows_b, _PRODUCT_VECTORS * lanes):
+                vectors = min(_PRODUCT_VECTORS, -(-(rows_b - s0) // lanes))
+                for r0 in range(0, rows_a, _PRODUCT_ROWS):
+                    _outer_block(af, (q * rows_a + r0) * count + t0, count, min(_PRODUCT_ROWS, rows_a - r0), panel,
+                                 s0, pitch, vectors, depth, of, (q * rows_a + r0) * rows_b + s0, rows_b, rows_b - s0,
+                                 first)
 
 
 # Entry points with the tile size a compile-time constant (strides and loop bounds specialised);

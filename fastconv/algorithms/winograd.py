@@ -223,9 +223,13 @@ class Winograd(Algorithm):
         (Og x tiles) @ (tiles x Cg) product per transform point and group, summed over the tiles,
         and the sums return through the filter transform's transpose (G^T).
 
-        The products' outputs are small and their depth is the tile count, so chunks are as long
-        as the workspace allows and the workers split each chunk's transforms by channels and
-        its products by transform points (each point's sum has one writer)."""
+        As in the forward pass, workers take whole chunks of tiles where there are enough
+        (``_chunks``), transform them and add their products to sums of their own, added up at
+        the end, the chunk in cache from transforms to products (train.3x3c64.wgrad: 0.85x the
+        time of one 15 MiB chunk shared by the workers, whose transforms waited on memory).
+        Otherwise the chunks are as long as the workspace allows and the workers split each
+        chunk's transforms by channels and its products by transform points (each point's sum
+        has one writer)."""
         from ._winograd_kernels import OUTPUT_ADJOINT, products_nt
         m, points, dtype = self.m, (self.m + 2) ** geom.nd, x.dtype
         _, dst_rows = wt.row_tables(geom, m)
@@ -233,40 +237,58 @@ class Winograd(Algorithm):
         dy4 = np.ascontiguousarray(dy).reshape(geom.batch, geom.out_channels, -1, geom.out_size[-1])
         og, cg = geom.out_per_group, geom.in_per_group
         rows, buffers, transform = self._input_tiles(x, geom)
+        sums_shape = (points, geom.groups, og, cg)
 
         def transform_dy(chunk, o_range, dprod):
             OUTPUT_ADJOINT[m](dy4, dst_rows, geom.nd, t_last, *chunk, *o_range, dprod)
 
-        def multiply(p_range, v, dprod, scratch, first):
+        def multiply(p_range, v, dprod, scratch, sums, first):
+            """sums[p] (+)= dprod[p] @ v[p]^T for the points of p_range."""
             p0, p1 = p_range
             tiles = v.shape[-1]
             if dtype.kind != "c" and og * cg <= _COMPILED_PRODUCT_OUTPUTS:
                 g = geom.groups
                 products_nt(dprod.reshape(points * g, og, tiles), v.reshape(points * g, cg, tiles),
-                            du.reshape(points * g, og, cg), p0 * g, p1 * g, 0 if first else 1)
+                            sums.reshape(points * g, og, cg), p0 * g, p1 * g, 0 if first else 1)
                 return
             products = np.matmul(dprod.reshape(points, geom.groups, og, tiles)[p0:p1],
                                  v.reshape(points, geom.groups, cg, tiles)[p0:p1].swapaxes(-1, -2),
-                                 out=du[p0:p1] if first else scratch.get("products", du[p0:p1].shape))
+                                 out=sums[p0:p1] if first else scratch.get("products", sums[p0:p1].shape))
             if not first:
-                du[p0:p1] += products
+                sums[p0:p1] += products
+
+        def whole(chunk, scratch):
+            v, dprod = buffers(chunk, scratch)
+            transform(chunk, (0, geom.in_channels), v)
+            transform_dy(chunk, (0, geom.out_channels), dprod)
+            multiply((0, points), v, dprod, scratch, scratch.accumulator("du", sums_shape), False)
 
         n = par.workers(self._macs(geom))
         units = geom.batch * rows
-        step = max(1, (_config.workspace_bytes - self._fixed_bytes(geom, dtype, "weight_grad"))
-                   // self._unit_bytes(geom, dtype))
+        # deeper chunks than the forward pass's: each ends in a worker's own sums, not in a pass back
+        # (train.3x3c64.wgrad: 2 per worker 0.9x the time of 4)
+        chunks, shared = self._chunks(geom, dtype, rows, n, per_worker=2)
         filters = geom.out_channels * cg
         dw = np.empty((filters, 3 ** geom.nd), dtype=dtype)
         with Scratch(dtype) as held:
-            du = held.get("du", (points, geom.groups, og, cg))
-            for i, chunk in enumerate(par.split(units, -(-units // step))):
-                v, dprod = buffers(chunk, held)
-                steps = ([functools.partial(transform, chunk, c_range, v) for c_range in par.shares(geom.in_channels, n)]
-                         + [functools.partial(transform_dy, chunk, o_range, dprod)
-                            for o_range in par.shares(geom.out_channels, n)])
-                par.run_steps(steps, n, dtype)
-                par.for_each(par.shares(points, n), lambda p_range, scratch: multiply(p_range, v, dprod, scratch, i == 0),
-                             n, dtype)
+            if n > 1 and not shared:
+                workers = par.for_each(chunks, whole, n, dtype)
+                du = workers[0].accumulator("du", sums_shape)
+                for other in workers[1:]:
+                    du += other.accumulator("du", sums_shape)
+            else:
+                du = held.get("du", sums_shape)
+                step = max(1, (_config.workspace_bytes - self._fixed_bytes(geom, dtype, "weight_grad"))
+                           // self._unit_bytes(geom, dtype))
+                for i, chunk in enumerate(par.split(units, -(-units // step))):
+                    v, dprod = buffers(chunk, held)
+                    steps = ([functools.partial(transform, chunk, c_range, v)
+                              for c_range in par.shares(geom.in_channels, n)]
+                             + [functools.partial(transform_dy, chunk, o_range, dprod)
+                                for o_range in par.shares(geom.out_channels, n)])
+                    par.run_steps(steps, n, dtype)
+                    par.for_each(par.shares(points, n),
+                                 lambda p_range, scratch: multiply(p_range, v, dprod, scratch, du, i == 0), n, dtype)
             du_flat = du.reshape(points, filters)
             par.for_each(par.shares(filters, n), lambda f_range, _: wt.weight_transform_adjoint(du_flat, geom, m, dw, f_range),
                          n, dtype)
@@ -303,19 +325,20 @@ class Winograd(Algorithm):
         """Multiply-adds of the transform-domain products."""
         return (self.m + 2) ** geom.nd * geom.out_per_group * geom.in_channels * self._tiles(geom)
 
-    def _chunks(self, geom: ConvGeometry, dtype, rows: int, workers: int) -> tuple[list[tuple[int, int]], bool]:
+    def _chunks(self, geom: ConvGeometry, dtype, rows: int, workers: int,
+                per_worker: int = _CHUNKS_PER_WORKER) -> tuple[list[tuple[int, int]], bool]:
         """Ranges of tile rows (units) to run one after another or side by side, and whether the
         workers share each chunk's channels rather than take whole chunks.
 
         Chunks hold ``_CHUNK_BYTES`` of transform-domain scratch, or more to reach a number of
         tiles or a multiple of the transformed filters (each chunk reads them all), within the
-        workspace budget. Whole chunks go to workers when each gets several with enough tiles,
-        as many for each.
+        workspace budget. Whole chunks go to workers when each gets ``per_worker`` or more with
+        enough tiles, as many for each.
         """
         units, tw = geom.batch * rows, wt.tiles(geom, self.m)[-1] + 1
         tile_bytes, fixed = self._tile_bytes(geom, dtype), self._fixed_bytes(geom, dtype)
         free = _config.workspace_bytes - fixed
-        queued = _CHUNKS_PER_WORKER * workers
+        queued = per_worker * workers
         whole = workers > 1 and units >= queued and units * tw >= queued * _WHOLE_CHUNK_MIN_TILES
         if whole:
             target = max(_CHUNK_BYTES, _WHOLE_CHUNK_MIN_TILES * tile_bytes, _WHOLE_CHUNK_FILTER_REUSE * fixed)
