@@ -134,16 +134,13 @@ def test_gradients_are_the_adjoints_of_the_forward(alg):
 @pytest.mark.parametrize("alg", WINOGRAD, ids=lambda a: a.name)
 @pytest.mark.parametrize("workspace_mib, image", [(256, 8), (0.06, 8), (256, 64)],
                          ids=["one-chunk", "chunks", "whole-chunks"])
-@pytest.mark.parametrize("products", ["complex", "compiled", "blas"])
+@pytest.mark.parametrize("products", ["complex", "real"])
 def test_weight_grad_work_split_between_threads(alg, workspace_mib, image, products, monkeypatch):
     """Two workers sharing the tile rows' chunk, or several whose sums are added up, or each taking
     whole chunks into sums of its own (enough tiles); non-contiguous views; complex data
     (conjugation-free, as the planner passes it) through BLAS's products, real data through the
-    compiled ones (small products) and through BLAS's (large ones)."""
-    from fastconv.algorithms import winograd
+    compiled ones."""
     monkeypatch.setattr(_gemm_parallel, "workers", lambda macs: 2)
-    if products == "blas":
-        monkeypatch.setattr(winograd, "_COMPILED_PRODUCT_OUTPUTS", 0)
     fastconv.set_workspace_limit(workspace_mib)
     rng = np.random.default_rng(7)
     x = rng.standard_normal((image, 6, 3, 19)).transpose(2, 1, 0, 3)  # (3, 6, image, 19), not contiguous

@@ -67,10 +67,6 @@ from . import _winograd_transforms as wt
 from ._base import Algorithm
 from ._layout import Scratch
 
-#: Outputs per product (Og x Cg) up to which the weight gradient's products run compiled
-#: (``products_nt``): 0.93x OpenBLAS's time on train.3x3c64.wgrad (64 x 64 from 840 tiles), where
-#: OpenBLAS runs at about half its large-product rate; on 256 x 256 OpenBLAS is 1.4x faster.
-_COMPILED_PRODUCT_OUTPUTS = 64 * 64
 #: Transform-domain bytes per chunk (inputs + products) when the workspace allows more: the
 #: products of chunks this small read their operands from cache (4 MiB: c64 1.1x, unet3d 2x
 #: faster products than 64 MiB chunks on the reference machine) ...
@@ -246,7 +242,7 @@ class Winograd(Algorithm):
             """sums[p] (+)= dprod[p] @ v[p]^T for the points of p_range."""
             p0, p1 = p_range
             tiles = v.shape[-1]
-            if dtype.kind != "c" and og * cg <= _COMPILED_PRODUCT_OUTPUTS:
+            if dtype.kind != "c":  # compiled (``products_nt``); complex products through BLAS
                 g = geom.groups
                 products_nt(dprod.reshape(points * g, og, tiles), v.reshape(points * g, cg, tiles),
                             sums.reshape(points * g, og, cg), p0 * g, p1 * g, 0 if first else 1)
