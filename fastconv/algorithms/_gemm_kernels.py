@@ -133,10 +133,10 @@ def _line_runs(xf, x0, size_w, cf, c0, lt, l0, off_d, off_h, w_first, w_stop, st
 @numba.njit(inline="always")
 def _whole_samples(cols, row0, c0, part, per_group, n0, x, ksize, stride, dilation, lo, out_size, line):
     """im2col (``line`` one of _UNIT, _EVERY_2ND, _STRIDED: how a line of columns is read) or
-    col2im (``line`` _COL2IM adding, _COL2IM_STORE storing) of a tile of whole samples: as :func:`_line_runs`, but every
-    line of a (row, sample) has the same valid columns, so the line loops have loop-invariant
-    bounds and compile to straight copies. Row ``row0 + r`` is (group g, channel k < part, tap):
-    channel ``g * per_group + c0 + k`` of ``x``.
+    col2im (``line`` _COL2IM adding, _COL2IM_STORE storing) of a tile of whole samples: as
+    :func:`_line_runs`, but every line of a (row, sample) has the same valid columns, so the line
+    loops have loop-invariant bounds and compile to straight copies. Row ``row0 + r`` is (group g,
+    channel k < part, tap): channel ``g * per_group + c0 + k`` of ``x``.
 
     Inlined into one kernel per kind of line (``line`` a constant), and each tap's offsets and
     valid ranges computed once, not per row: on the short rows of a 7x7 layer the other kinds'
@@ -180,16 +180,13 @@ def _whole_samples(cols, row0, c0, part, per_group, n0, x, ksize, stride, dilati
                 d += _u(h_first) * wn
                 s = _u(x0 + ((od * sd + off_d) * size_h + h_first * sh + off_h) * size_w)
                 step = _u(sh * size_w)
-                if line == _COL2IM:
+                if adjoint:  # ``line`` is a constant: the branch below folds away
                     for _ in range(h_first, h_stop):
                         for ow in range(wf, ws):
-                            xf[s + ow * _u(sw)] += cf[d + ow]
-                        s += step
-                        d += wn
-                elif line == _COL2IM_STORE:
-                    for _ in range(h_first, h_stop):
-                        for ow in range(wf, ws):
-                            xf[s + ow * _u(sw)] = cf[d + ow]
+                            if line == _COL2IM:
+                                xf[s + ow * _u(sw)] += cf[d + ow]
+                            else:
+                                xf[s + ow * _u(sw)] = cf[d + ow]
                         s += step
                         d += wn
                 elif line == _UNIT:
