@@ -62,7 +62,7 @@ class Subpixel(Algorithm):
         sub, shuffle = phases
         s3, sub3 = spatial3d(shuffle), spatial3d(sub)
         covered = _covers(shuffle)
-        dx = _output(geom, shuffle, dy.dtype).reshape(geom.batch, geom.in_channels, *s3.in_size)
+        dx = _output(geom, covered, dy.dtype).reshape(geom.batch, geom.in_channels, *s3.in_size)
         w_phase = _phase_weight(w, geom, sub)
         n = par.workers(sub.macs)
         dy5 = as5d(dy, sub3.in_size)
@@ -86,11 +86,11 @@ def _covers(shuffle: ConvGeometry) -> bool:
     return all(lo >= 0 and hi >= 0 for lo, hi in shuffle.padding)
 
 
-def _output(geom: ConvGeometry, shuffle: ConvGeometry, dtype) -> np.ndarray:
-    """The transposed output to store the phases into: uninitialised where they cover it, else
-    zeros (the positions no phase reaches). Zeroing is a serial pass, 1-2 ms of hifigan's,
-    unet.up's and dcgan's 8-25 ms."""
-    return (np.empty if _covers(shuffle) else np.zeros)(geom.input_shape, dtype=dtype)
+def _output(geom: ConvGeometry, covered: bool, dtype) -> np.ndarray:
+    """The transposed output to store the phases into: uninitialised where they cover it
+    (:func:`_covers`), else zeros (the positions no phase reaches). Zeroing is a serial pass, 1-2
+    ms of hifigan's, unet.up's and dcgan's 8-25 ms."""
+    return (np.empty if covered else np.zeros)(geom.input_shape, dtype=dtype)
 
 
 @functools.lru_cache(maxsize=256)

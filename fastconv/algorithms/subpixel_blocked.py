@@ -26,7 +26,7 @@ from .._geometry import ConvGeometry
 from . import _gemm_parallel as par
 from . import blocked
 from ._base import Algorithm
-from .subpixel import _output, _phase_taps, _phases
+from .subpixel import _covers, _output, _phase_taps, _phases
 
 #: Elements per output block of the blocked kernel: two 64-byte vectors.
 _BLOCK_BYTES = 128
@@ -78,7 +78,7 @@ class SubpixelBlocked(Algorithm):
         if phases is None:  # no input reaches the output window: it is all padding
             return np.zeros(geom.input_shape, dtype=dy.dtype)
         sub = phases[0]
-        dx = _output(geom, phases[1], dy.dtype)
+        dx = _output(geom, _covers(phases[1]), dy.dtype)
         plan = blocked._plan(sub, dy.itemsize)
         placement, boxes = _layout(geom, dy.itemsize)
         taps = _phase_taps(geom, sub)

@@ -133,7 +133,8 @@ class Winograd(Algorithm):
         geom, op = _as_computed(geom, op)
         points, itemsize = (self.m + 2) ** geom.nd, np.dtype(dtype).itemsize
         tiles = self._tiles(geom)
-        if op == "weight_grad":  # (Og x chunk) @ (chunk x Cg), chunks as long as the workspace allows
+        if op == "weight_grad":  # (Og x chunk) @ (chunk x Cg) summed over chunks: priced as one product of
+            # the longest chunk the workspace allows (the constants were fitted so; see weight_grad for the chunks)
             chunk = min(tiles, (_config.workspace_bytes - self._fixed_bytes(geom, dtype, op)) // self._tile_bytes(geom, dtype))
             shape = (geom.out_per_group, chunk, geom.in_per_group)
         else:  # (Og x Cg) @ (Cg x chunk)
