@@ -68,6 +68,35 @@ def test_jobs_cover_rows_and_columns_once():
     assert (cover == 1).all()
 
 
+@pytest.fixture
+def streamed_weights(monkeypatch):
+    """Every layer's weights packed by the workers, an output block before its jobs (as beyond
+    ``_STREAMED_WEIGHT_BYTES``), also where the jobs interleave output blocks."""
+    monkeypatch.setattr(blocked, "_STREAMED_WEIGHT_BYTES", 0)
+    blocked._plan.cache_clear()
+    yield
+    blocked._plan.cache_clear()
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES[:3] + GEOMETRIES[-4:])
+def test_weights_packed_by_the_workers(streamed_weights, workers, geometry):
+    geom = _geometry(*geometry)
+    plan = blocked._plan(geom, 8)
+    assert plan.weights_streamed
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(geom.input_shape), rng.standard_normal(geom.weight_shape)
+    np.testing.assert_allclose(BLOCKED.forward(x, w, geom), REFERENCE.forward(x, w, geom), rtol=1e-10, atol=1e-10)
+
+
+def test_phase_weights_packed_by_the_workers(streamed_weights, workers):
+    """subpixel_blocked's phase weights, packed an output block at a time by the workers."""
+    geom = ConvGeometry.for_conv_transpose((2, 48, 7, 9), (48, 32, 4, 4), 2, 1, 0, 1, 1, CallContext("test"))
+    rng = np.random.default_rng(1)
+    dy, w = rng.standard_normal(geom.output_shape), rng.standard_normal(geom.weight_shape)
+    np.testing.assert_allclose(ALGORITHMS["subpixel_blocked"].input_grad(dy, w, geom),
+                               REFERENCE.input_grad(dy, w, geom), rtol=1e-10, atol=1e-10)
+
+
 def test_1d_signals_pack_slab_by_slab():
     """Jobs of long 1-D signals pack the columns they read (a slab per job, never the whole
     signal); 2-D maps and signals whose slabs would not stay in L2 pack once."""

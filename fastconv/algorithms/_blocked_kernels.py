@@ -159,10 +159,10 @@ def _gather(x, xp, start, src, sw, plane, filled, j0, j1):  # pragma: no cover -
 
 @numba.njit(nogil=True, cache=True)
 def pack_weights(w, shape, wp, cb_count, ob0, ob1):  # pragma: no cover - compiled
-    """Packed weights of output blocks ob0 <= ob < ob1 from the flat w of ``shape`` (O, C, taps);
-    zero beyond O and C. A block's rows of w (its channels' taps, contiguous) are transposed a
-    vector square at a time into an L1 buffer, whose (channel, tap) rows of OBW weights then move
-    to (tap, channel) order."""
+    """Packed weights of output blocks ob0 <= ob < ob1 from the flat w of ``shape`` (O, C, taps),
+    into wp from its start (block ob0 first); zero beyond O and C. A block's rows of w (its
+    channels' taps, contiguous) are transposed a vector square at a time into an L1 buffer, whose
+    (channel, tap) rows of OBW weights then move to (tap, channel) order."""
     outputs, channels, taps = shape
     lanes = 64 // wp.itemsize
     obw = VECTORS * lanes  # a constant: each row below is two vector moves
@@ -170,7 +170,7 @@ def pack_weights(w, shape, wp, cb_count, ob0, ob1):  # pragma: no cover - compil
     transposed = simd.aligned_empty(block, wp.dtype)
     for ob in range(ob0, ob1):
         for cb in range(cb_count):
-            base = (ob * cb_count + cb) * block
+            base = ((ob - ob0) * cb_count + cb) * block
             filled = min(B, channels - cb * B)
             if filled < B:
                 wp[_U(base):_U(base + block)] = 0
@@ -189,8 +189,8 @@ def pack_weights(w, shape, wp, cb_count, ob0, ob1):  # pragma: no cover - compil
 
 @numba.njit(nogil=True, cache=True)
 def pack_phase_weights(w, taps, per_phase, wp, cb_count, ob0, ob1):  # pragma: no cover - compiled
-    """Packed weights of output blocks ob0 <= ob < ob1 of the sub-pixel phases of a transposed
-    convolution, straight from its weight w (C_in, C_out, kernel taps): output ``o = p*per_phase
+    """Packed weights of output blocks ob0 <= ob < ob1 (into wp from its start) of the sub-pixel
+    phases of a transposed convolution, straight from its weight w (C_in, C_out, kernel taps): output ``o = p*per_phase
     + c`` is channel c of phase p, and its weight for input channel i and sub-kernel offset t is
     ``w[i, c, taps[t, p]]`` (zero where ``taps`` is -1: the phase has no such tap)."""
     inputs, _, kernel = w.shape
@@ -209,14 +209,14 @@ def pack_phase_weights(w, taps, per_phase, wp, cb_count, ob0, ob1):  # pragma: n
                 channel = cb * B + i
                 row = channel * per_phase * kernel  # w[channel] (C_out, taps), in L1 for the block
                 for t in range(offsets):
-                    at = (((ob * cb_count + cb) * offsets + t) * B + i) * obw
+                    at = ((((ob - ob0) * cb_count + cb) * offsets + t) * B + i) * obw
                     for j in range(obw):
                         at_w = source[t, j]
                         wp[_U(at + j)] = flat[_U(row + at_w)] if at_w >= 0 and channel < inputs else 0
 
 
 @numba.njit(nogil=True, cache=True)
-def forward(xp, wp, offs, taps, chunk, packed, out_size, stride, jobs, out, placement, channel_at, x, x_shape, lo,
+def forward(xp, wp, wp_first, offs, taps, chunk, packed, out_size, stride, jobs, out, placement, channel_at, x, x_shape, lo,
             j0, j1):  # pragma: no cover - compiled
     """Jobs j0 <= j < j1 of the forward pass: ``jobs[j] = (ob, r0, r1, c0, c1, pixels)``, output
     block ob over output rows [r0, r1) (flat over depth and height) and columns [c0, c1) of every
@@ -254,7 +254,7 @@ def forward(xp, wp, offs, taps, chunk, packed, out_size, stride, jobs, out, plac
             slab = c0
         base = c0 if sliced else 0
         for cb in range(0, cb_count, chunk):
-            wb = (ob * cb_count + cb) * taps * B * obw
+            wb = ((ob - wp_first) * cb_count + cb) * taps * B * obw
             count = min(chunk, cb_count - cb) * taps
             for n in range(batch):
                 for r in range(r0, r1):

@@ -23,12 +23,13 @@ input channels per group (the block would be mostly zeros) and complex dtypes.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 
 import numpy as np
 
-from .. import _config
+from .. import _config, _threads
 from .._geometry import ConvGeometry
 from . import _gemm_parallel as par
 from ._base import Algorithm
@@ -47,6 +48,12 @@ _CHUNK_WEIGHT_BYTES = 20 * 2**10
 #: range of pixels before the next range, so that the input is read from memory once (ranges
 #: outer, blocks inner); larger weights keep one output block's weights in L2 instead.
 _L2_WEIGHT_BYTES = 512 * 2**10
+#: Packed weights beyond this size are packed by the workers, each the output block it runs next
+#: into a buffer of its own that stays in its L2 (``convolve``); packed whole before the jobs they
+#: went to memory and back (resnet50.3x3c512, 9.4 MB: 0.92x the time). Smaller ones gained
+#: nothing (deeplab.3x3d2, 2.4 MB: level; resnet50.3x3c128s2, 0.6 MB, and dcgan.up4x4s2's 2 MB of
+#: phase weights: 1.02-1.03x).
+_STREAMED_WEIGHT_BYTES = 4 * 2**20
 #: Output columns per job at most (a 1-D signal's row is cut into such chunks).
 _MAX_COLUMNS = 16 * _PIXELS
 #: Bytes of the input slab a job of a 1-D signal packs (every sample and channel of its
@@ -124,13 +131,16 @@ class _Plan:
         self.wq = -(-wp // s3.stride[2])
         # elements the input packs into (once, whole or slab by slab)
         self.packed_input = geom.batch * self.blocks_in * dp * hp * s3.stride[2] * self.wq * _B
-        self.packed_weights = self.blocks_out * self.blocks_in * geom.kernel_volume * _B * self.obw
+        self.block_weights = self.blocks_in * geom.kernel_volume * _B * self.obw  # of one output block, packed
+        self.packed_weights = self.blocks_out * self.block_weights
+        self.weights_in_l2 = self.packed_weights * itemsize <= _L2_WEIGHT_BYTES
+        self.weights_streamed = self.packed_weights * itemsize > _STREAMED_WEIGHT_BYTES
         # output columns per job: the whole row up to _MAX_COLUMNS, else near-equal chunks
         self.columns = _near_equal(s3.out_size[2], _MAX_COLUMNS)
         # 1-D signals whose jobs run every output block of their columns in turn pack slab by
         # slab, each job the columns it reads: wq is then a slab's width
         slab_wq = self.columns + (s3.kernel[2] - 1) * s3.dilation[2] // s3.stride[2]
-        self.sliced = (geom.nd == 1 and self.packed_weights * itemsize <= _L2_WEIGHT_BYTES
+        self.sliced = (geom.nd == 1 and self.weights_in_l2
                        and slab_wq < self.wq and geom.batch * self.blocks_in * s3.stride[2] * slab_wq * _B * itemsize <= _SLAB_BYTES)
         if self.sliced:
             self.wq = slab_wq
@@ -142,7 +152,8 @@ class _Plan:
     @property
     def scratch_bytes(self) -> int:
         packed_input = self.geom.batch * self.blocks_in * self.block_stride if self.sliced else self.packed_input
-        return (packed_input + self.packed_weights) * self.itemsize + _ACC_BYTES
+        weights = self.block_weights * _threads.get_num_threads() if self.weights_streamed else self.packed_weights
+        return (packed_input + weights) * self.itemsize + _ACC_BYTES
 
     @functools.cached_property
     def index_arrays(self) -> tuple[np.ndarray, ...]:
@@ -183,7 +194,7 @@ class _Plan:
         rows, width = self.s3.out_size[0] * self.s3.out_size[1], self.s3.out_size[2]
         boxes = boxes or ((0, rows, 0, width),) * self.blocks_out
         parts = [self._parts(box, workers) for box in boxes]
-        if self.packed_weights * self.itemsize <= _L2_WEIGHT_BYTES:
+        if self.weights_in_l2:
             order = [(ob, *block[i]) for i in range(max(map(len, parts))) for ob, block in enumerate(parts) if i < len(block)]
         else:
             order = [(ob, *part) for ob, block in enumerate(parts) for part in block]
@@ -208,20 +219,42 @@ def convolve(x: np.ndarray, plan: _Plan, pack_weights: Callable[[np.ndarray, int
     """The blocked convolution of x on ``plan``'s geometry, stored by ``placement`` (steps per
     sample, row and column, and channel offsets; see ``_blocked_kernels.forward``) into the flat
     ``out``, for the outputs of ``jobs``, on ``n`` workers. ``pack_weights(wp, ob0, ob1)`` packs
-    output blocks ob0 .. ob1 of the weights into wp, beside the input's packing."""
+    output blocks ob0 .. ob1 of the weights into wp.
+
+    The weights are packed whole beside the input; or, beyond ``_STREAMED_WEIGHT_BYTES`` (jobs
+    then come output block after output block), by the workers, each the block its next jobs
+    run, into a buffer of its own that stays in its L2."""
     from . import _blocked_kernels as k
     s3 = plan.s3
     x5 = as5d(x, s3.in_size)
+    x_shape, _, packed, lo, out_size, stride = plan.index_arrays
+
+    def run(wp: np.ndarray, wp_first: int, j0: int, j1: int) -> None:
+        k.forward(xp, wp, wp_first, plan.offsets, plan.geom.kernel_volume, plan.chunk, packed, out_size, stride,
+                  jobs, out, *placement, x5.reshape(-1), x_shape, lo, j0, j1)
+
+    packed_by: dict[Scratch, int] = {}  # per worker, the output block its buffer holds
+
+    def run_packing(r: tuple[int, int], scratch: Scratch) -> None:
+        own, j = scratch.get("w_block", (plan.block_weights,)), r[0]
+        for ob, run_jobs in itertools.groupby(jobs[r[0]:r[1], 0].tolist()):
+            if packed_by.get(scratch) != ob:
+                pack_weights(own, ob, ob + 1)
+                packed_by[scratch] = ob
+            count = sum(1 for _ in run_jobs)
+            run(own, ob, j, j + count)
+            j += count
+
     with Scratch(x.dtype) as held:
         xp = held.get("x_packed", (0 if plan.sliced else plan.packed_input,))  # empty: jobs pack slabs
-        wp = held.get("w_packed", (plan.packed_weights,))
-        x_shape, _, packed, lo, out_size, stride = plan.index_arrays
         steps = ([] if plan.sliced else
                  [lambda r=r: k.pack_input(x5.reshape(-1), x_shape, xp, lo, s3.stride[2], packed, 0, *r)
                   for r in par.split(plan.geom.batch * plan.blocks_in, 2 * n)])
-        steps += [lambda r=r: pack_weights(wp, *r) for r in par.split(plan.blocks_out, 2 * n)]
-        par.run_steps(steps, n, x.dtype, blas=False)
-        par.for_each(par.shares(len(jobs), n),
-                     lambda r, _: k.forward(xp, wp, plan.offsets, plan.geom.kernel_volume, plan.chunk, packed, out_size,
-                                            stride, jobs, out, *placement, x5.reshape(-1), x_shape, lo, *r),
-                     n, x.dtype, blas=False)
+        task = run_packing
+        if not plan.weights_streamed:
+            wp, size = held.get("w_packed", (plan.packed_weights,)), plan.block_weights
+            steps += [lambda r=r: pack_weights(wp[r[0] * size:r[1] * size], *r) for r in par.split(plan.blocks_out, 2 * n)]
+            task = lambda r, _: run(wp, 0, *r)  # noqa: E731
+        if steps:
+            par.run_steps(steps, n, x.dtype, blas=False)
+        par.for_each(par.shares(len(jobs), n), task, n, x.dtype, blas=False)
