@@ -31,7 +31,7 @@ CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winogra
 CALL_SECONDS: dict[str, float] = {"reference": 1.5e-4, "gemm": 1.2e-4, "taps": 2e-4, "fft": 4e-4, "direct": 9.5e-5,
                                   "blocked": 1.5e-4, "depthwise": 9.5e-5, "depthwise_blocked": 9.5e-5,
                                   "subpixel": 2.2e-4, "subpixel_blocked": 2.1e-4, "winograd2": 1.5e-4,
-                                  "winograd4": 1.8e-4}
+                                  "winograd4": 1.8e-4, "winograd2_blocked": 1.5e-4, "winograd4_blocked": 1.5e-4}
 
 #: numba's one-time start-up in a process, paid by the first call of any compiled algorithm:
 #: importing numba (0.21 s), its BLAS check importing scipy.linalg (0.18 s) and registering its
@@ -156,6 +156,17 @@ DEPTHWISE_BLOCKED_SECONDS_PER_BYTE = 1.8e-10
 # spread (std of log) 0.12 for F(2,3) and F(4,3), whose best constants differ by their alpha (1.6x).
 #: Per element of the transformed inputs, products and filters, per transform term (alpha of them).
 WINOGRAD_SECONDS_PER_ELEMENT_TERM = 4.0e-10
+
+# ---- winograd_blocked (algorithms/winograd_blocked.py, WinogradBlocked.cost) -------------------
+#: Multiply-add of its products (blocked's micro-kernel; zero-padded channels count).
+WINOGRAD_BLOCKED_SECONDS_PER_MAC = 1.55e-11
+#: Per transform-domain element written and read back (inputs and products), and per element of
+#: the packed input.
+WINOGRAD_BLOCKED_SECONDS_PER_ELEMENT = 1.0e-9
+#: Per transformed filter element, made once per call ...
+WINOGRAD_BLOCKED_SECONDS_PER_FILTER_ELEMENT = 1.0e-9
+#: ... and read by every chunk's products.
+WINOGRAD_BLOCKED_SECONDS_PER_FILTER_READ = 2.0e-10
 
 # ---- taps (algorithms/taps.py, Taps.cost) ------------------------------------------------------
 # The per-tap products are costed as gemm's (gemm_seconds: depth Cg, chunk-wide, garbage columns

@@ -14,10 +14,11 @@ from .subpixel import Subpixel
 from .subpixel_blocked import SubpixelBlocked
 from .taps import Taps
 from .winograd import Winograd
+from .winograd_blocked import WinogradBlocked
 
 #: Every algorithm by name, in the order the planner lists them.
 ALGORITHMS: dict[str, Algorithm] = {alg.name: alg for alg in (Reference(), Gemm(), Taps(), FFT(), Direct(), Blocked(), Depthwise(),
                                                                 DepthwiseBlocked(), Subpixel(), SubpixelBlocked(), Winograd(2),
-                                                                Winograd(4))}
+                                                                Winograd(4), WinogradBlocked(2), WinogradBlocked(4))}
 
 __all__ = ["ALGORITHMS", "OPS", "Algorithm"]

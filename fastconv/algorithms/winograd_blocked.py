@@ -1,0 +1,152 @@
+"""Winograd F(m, 3) in 2-D on channel-blocked layouts, its products on ``blocked``'s micro-kernel.
+
+``winograd`` keeps its tiles in rows of one channel (``(alpha^2, C, tiles)``), vectorises its
+transforms along tiles and multiplies with BLAS; short chunks then leave its transforms running
+short loops, and long ones spill its transform-domain scratch out of L2 (resnet50.3x3c64's 4 MiB
+chunks: OpenBLAS at ~77 GFLOP/s a core inside the call, against ~95 on the same products in cache).
+Here every value is a vector of 16 channels, as in ``blocked``: the input is packed once into
+16-channel blocks (``blocked``'s packing), each transform moves whole vectors whatever the tile
+count, and the products are ``blocked``'s micro-kernel with the tiles as its pixels and one
+input block per "tap" (14 tiles x 32 output channels of sums in registers; ~110 GFLOP/s a core
+against BLAS's 73-95 on these products). A worker runs a chunk of a few tile rows from input
+transform to products to output transform with its scratch in L2, then moves the outputs to
+their channel rows by vector transposes, as ``blocked`` does.
+
+Registered as ``winograd2_blocked`` and ``winograd4_blocked``. The transforms are ``winograd``'s,
+so are the accuracy and its bound (``Winograd.error_bound``); the input gradient is the forward
+pass on the adjoint geometry with the filters flipped and their channels swapped inside the
+filter transform. It runs 2-D layers with a 3x3 kernel, stride and dilation 1, no groups, 16 or
+more input channels and real data; ``winograd`` the rest, and the weight gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .._geometry import ConvGeometry
+from . import _gemm_parallel as par
+from . import _winograd_transforms as wt
+from ._base import Algorithm
+from ._layout import Scratch, as5d
+from .winograd import Winograd, _as_computed
+
+#: Input channels per block (``blocked``'s micro-kernel).
+_B = 16
+#: Transform-domain bytes of a chunk (transformed inputs and products): with the chunk's
+#: outputs they stay in L2 (resnet50.3x3c64: 4 tile rows of 14 tiles, 1 MiB, 0.92x the time of 2).
+_CHUNK_BYTES = 2**20
+
+
+class WinogradBlocked(Algorithm):
+    """F(m, 3) on channel-blocked layouts (module docstring); registered as ``winograd{m}_blocked``."""
+
+    native_ops = ("forward", "input_grad")
+
+    def __init__(self, m: int):
+        self.m = m
+        self.name = f"winograd{m}_blocked"
+        self._winograd = Winograd(m)
+
+    def supports(self, geom, dtype, op):
+        reason = self._winograd.supports(geom, dtype, op)
+        if reason:
+            return f"{self.name}: {reason.split(': ', 1)[1]}"
+        computed, op = _as_computed(geom, op)
+        if op == "weight_grad":
+            return f"{self.name}: no weight gradient; winograd{self.m} runs it"
+        if geom.nd != 2:
+            return f"{self.name}: {geom.nd} spatial dimensions; it runs 2-D layers (winograd{self.m} any)"
+        if np.dtype(dtype).kind == "c":
+            return f"{self.name}: {np.dtype(dtype)} is complex; its micro-kernel is real"
+        if geom.groups > 1:
+            return f"{self.name}: groups={geom.groups}; winograd{self.m} runs grouped layers"
+        if computed.in_channels < _B:
+            return f"{self.name}: {computed.in_channels} input channels < {_B}, a block would be mostly zeros"
+        return None
+
+    def cost(self, geom, dtype, op):
+        from .. import _cost_model as cm
+        geom, _ = _as_computed(geom, op)
+        plan = _plan(geom, np.dtype(dtype).itemsize, self.m, 1)
+        moved = plan.points * plan.tiles * (plan.blocks_in * _B + plan.blocks_out * plan.obw)
+        return (plan.macs * cm.WINOGRAD_BLOCKED_SECONDS_PER_MAC
+                + moved * cm.WINOGRAD_BLOCKED_SECONDS_PER_ELEMENT
+                + plan.chunk_count * plan.filter_elements * cm.WINOGRAD_BLOCKED_SECONDS_PER_FILTER_READ
+                + plan.filter_elements * cm.WINOGRAD_BLOCKED_SECONDS_PER_FILTER_ELEMENT
+                + plan.packed_elements * cm.WINOGRAD_BLOCKED_SECONDS_PER_ELEMENT)
+
+    def forward(self, x, w, geom):
+        return self._convolve(x, w, geom, swapped=False)
+
+    def input_grad(self, dy, w, geom):
+        return self._convolve(dy, w, geom.for_input_grad(), swapped=True)
+
+    def _convolve(self, x: np.ndarray, w: np.ndarray, geom: ConvGeometry, swapped: bool) -> np.ndarray:
+        """x convolved on ``geom`` with the filters w, or (``swapped``) with w's filters flipped and
+        their channels swapped (an input gradient's, on the adjoint geometry)."""
+        from ._blocked_kernels import pack_input
+        from ._winograd_blocked_kernels import CHUNK, filter_transform
+        n = par.workers(self._winograd._macs(geom))
+        plan = _plan(geom, x.itemsize, self.m, n)
+        y = np.empty(geom.output_shape, dtype=x.dtype)
+        x5 = np.ascontiguousarray(as5d(x, (1, *geom.in_size))).reshape(-1)
+        g = wt.matrices(self.m)[1]
+        g = np.ascontiguousarray(g[:, ::-1] if swapped else g, dtype=x.dtype)
+        w4 = np.ascontiguousarray(w)
+        channels = geom.in_channels
+        with Scratch(x.dtype) as held:
+            xp = held.get("x_packed", (plan.packed_elements,))
+            u = held.get("u", (plan.points, plan.blocks_out, plan.blocks_in, _B, plan.obw))
+            u[:, :, -1, channels % _B or _B:, :] = 0  # channels beyond C in the last block
+            steps = [lambda r=r: pack_input(x5, plan.x_shape, xp, plan.lo, 1, plan.packed, 0, *r)
+                     for r in par.split(geom.batch * plan.blocks_in, 2 * n)]
+            steps += [lambda r=r: filter_transform(w4, swapped, g, u, *r) for r in par.split(plan.blocks_in, 2 * n)]
+            par.run_steps(steps, n, x.dtype, blas=False)
+            sizes, kernel = plan.sizes, CHUNK[self.m]
+
+            def run(chunk: tuple[int, int, int], scratch: Scratch) -> None:
+                tiles = (chunk[2] - chunk[1]) * plan.tiles_x
+                kernel(xp, sizes, *chunk, plan.tiles_x, u, y.reshape(-1),
+                       scratch.get("v", (plan.points * plan.blocks_in * tiles * _B,)),
+                       scratch.get("prod", (plan.points * plan.blocks_out * tiles * plan.obw,)),
+                       scratch.get("acc", ((chunk[2] - chunk[1]) * self.m * plan.tiles_x * self.m * plan.obw,)),
+                       scratch.get("tmp", (max(plan.wp * _B * (self.m + 2), (self.m + 2) * self.m * plan.obw),)),
+                       np.empty(plan.blocks_in, dtype=np.int64))
+
+            par.for_each(plan.chunks, run, n, x.dtype, blas=False)
+        return y
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(geom: ConvGeometry, itemsize: int, m: int, workers: int) -> _Plan:
+    """The plan of a geometry, built once for its cost and calls."""
+    return _Plan(geom, itemsize, m, workers)
+
+
+class _Plan:
+    """Sizes, the kernels' shape arrays and the chunks of one geometry (never modified)."""
+
+    def __init__(self, geom: ConvGeometry, itemsize: int, m: int, workers: int):
+        self.points = (m + 2) ** 2
+        self.obw = 2 * 64 // itemsize
+        self.blocks_in = -(-geom.in_channels // _B)
+        self.blocks_out = -(-geom.out_channels // self.obw)
+        (ho, wo), (h, w) = geom.out_size, geom.in_size
+        tiles_y, self.tiles_x = -(-ho // m), -(-wo // m)
+        self.tiles = geom.batch * tiles_y * self.tiles_x
+        hp, self.wp = tiles_y * m + 2, self.tiles_x * m + 2
+        self.packed_elements = geom.batch * self.blocks_in * hp * self.wp * _B
+        self.filter_elements = self.points * self.blocks_out * self.blocks_in * _B * self.obw
+        self.macs = self.points * self.blocks_out * self.obw * self.blocks_in * _B * self.tiles
+        self.x_shape = np.array((geom.batch, geom.in_channels, 1, h, w), dtype=np.int64)
+        self.lo = np.array((0, geom.padding[0][0], geom.padding[1][0]), dtype=np.int64)
+        self.packed = np.array((self.blocks_in, 1, hp, self.wp), dtype=np.int64)
+        self.sizes = np.array((self.blocks_in, hp, self.wp, geom.out_channels, ho, wo), dtype=np.int64)
+        # whole tile rows per chunk, near _CHUNK_BYTES, and chunks enough for the workers' queue
+        row_bytes = self.points * (self.blocks_in * _B + self.blocks_out * self.obw) * itemsize * self.tiles_x
+        rows = max(1, min(_CHUNK_BYTES // row_bytes,
+                          -(-geom.batch * tiles_y // (par.SHARES_PER_WORKER * workers)) if workers > 1 else tiles_y))
+        self.chunks = [(n, r, min(r + rows, tiles_y)) for n in range(geom.batch) for r in range(0, tiles_y, rows)]
+        self.chunk_count = len(self.chunks)
