@@ -20,7 +20,8 @@ compares algorithms on the same call.
 # vector over 8 masked stores) and 1.04 on unet.up2x2s2, where its estimates stood at 0.71, 0.83
 # and 0.82 of subpixel's (8 interleaved rounds, both cores).
 CALIBRATION: dict[str, float] = {"depthwise": 0.841, "subpixel": 0.841, "winograd2": 0.832, "winograd4": 0.7,
-                                 "blocked": 1.1, "subpixel_blocked": 1.3}
+                                 "blocked": 1.1, "subpixel_blocked": 1.3,
+                                 "winograd2_blocked": 1.3, "winograd4_blocked": 1.3}
 
 #: Fixed seconds of one call of each algorithm beyond its work estimate (Python set-up, scratch,
 #: the hand-off to worker threads, kernel entry), which the planner adds to every estimate: medians
@@ -158,15 +159,21 @@ DEPTHWISE_BLOCKED_SECONDS_PER_BYTE = 1.8e-10
 WINOGRAD_SECONDS_PER_ELEMENT_TERM = 4.0e-10
 
 # ---- winograd_blocked (algorithms/winograd_blocked.py, WinogradBlocked.cost) -------------------
+# Non-negative least squares (relative errors) on 20 single-threaded calls: both tile sizes on ten
+# 2-D 3x3 layers of 16 to 512 channels and 8x8 to 112x112 maps (fit within 0.79-1.17 of each time
+# but one, resnet50.3x3c64's F(4,3), estimated at 0.7x). CALIBRATION (1.3) puts its estimates on
+# the scale of blocked's and winograd's calibrated ones: on those layers, single- and two-threaded,
+# the planner then picks the fastest of winograd, winograd_blocked and blocked on all ten.
 #: Multiply-add of its products (blocked's micro-kernel; zero-padded channels count).
-WINOGRAD_BLOCKED_SECONDS_PER_MAC = 1.55e-11
-#: Per transform-domain element written and read back (inputs and products), and per element of
-#: the packed input.
-WINOGRAD_BLOCKED_SECONDS_PER_ELEMENT = 1.0e-9
+WINOGRAD_BLOCKED_SECONDS_PER_MAC = 1.35e-11
+#: Per transform-domain element (inputs and products, each written and read back) and per element
+#: of the packed input.
+WINOGRAD_BLOCKED_SECONDS_PER_ELEMENT = 5.5e-10
 #: Per transformed filter element, made once per call ...
-WINOGRAD_BLOCKED_SECONDS_PER_FILTER_ELEMENT = 1.0e-9
-#: ... and read by every chunk's products.
-WINOGRAD_BLOCKED_SECONDS_PER_FILTER_READ = 2.0e-10
+WINOGRAD_BLOCKED_SECONDS_PER_FILTER_ELEMENT = 1.9e-9
+#: ... and read by every chunk's products (resnet50.3x3c512's 9 MiB of F(4,3) filters, read by 16
+#: chunks: 3.7x blocked's time).
+WINOGRAD_BLOCKED_SECONDS_PER_FILTER_READ = 7.0e-11
 
 # ---- taps (algorithms/taps.py, Taps.cost) ------------------------------------------------------
 # The per-tap products are costed as gemm's (gemm_seconds: depth Cg, chunk-wide, garbage columns
