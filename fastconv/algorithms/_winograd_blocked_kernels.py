@@ -3,7 +3,8 @@
 Layouts, with ``B = 16`` input channels per block and ``OBW`` output channels per block (two
 64-byte vectors), ``alpha = m + 2``, ``P = alpha^2`` transform points and ``T`` tiles per chunk:
 
-* packed input ``(N, CB, Hp, Wp, B)``: ``blocked``'s (stride 1), zero-padded to whole tiles;
+* a chunk's packed input ``(CB, rows, Wp, B)``: the input rows its tiles read, packed by
+  ``blocked``'s packing (stride 1) in the chunk, zero-padded to whole tiles;
 * transformed filters ``U (P, OB, CB, B, OBW)``: per point, the weights of an output block in
   the order ``blocked``'s micro-kernel reads them (one "tap" per input block);
 * transformed inputs ``V (P, CB, T, B)``: per point, the chunk's tiles as the micro-kernel's
@@ -27,7 +28,7 @@ import numpy as np
 
 from . import _simd as simd
 from . import _winograd_transforms as wt
-from ._blocked_kernels import B, VECTORS, _tile
+from ._blocked_kernels import B, VECTORS, _tile, pack_input
 from ._winograd_kernels import _row_maps
 
 #: Unsigned indices: numba then skips its negative-index wraparound, which blocks vectorisation.
@@ -103,24 +104,31 @@ def filter_transform(w, swapped, g, u, cb0, cb1):  # pragma: no cover - compiled
 
 
 @numba.njit(inline="always")
-def _chunk(m, xp, packed, n, ty0, ty1, tiles_x, u, y, v, prod, acc, tmp, offs):  # pragma: no cover - compiled
-    """Output tile rows ty0 <= ty < ty1 of sample n: their input tiles to V, the products, and
-    back to the flat (N, O, H, W) output ``y`` (shape from ``packed``, see ``convolve``)."""
+def _chunk(m, x, x_shape, lo, sizes, n, ty0, ty1, tiles_x, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
+    """Output tile rows ty0 <= ty < ty1 of sample n of the flat x of ``x_shape`` (N, C, 1, H, W),
+    padded by ``lo`` (3-D, leading 0): their input rows packed to xp, their tiles to V, the
+    products, and back to the flat (N, O, Ho, Wo) output ``y``; ``sizes`` = (CB, Wp, O, Ho, Wo)."""
     alpha = m + 2
     points = alpha * alpha
-    cb_count, hp, wp, outputs, height, width = packed[0], packed[1], packed[2], packed[3], packed[4], packed[5]
+    cb_count, wp, outputs, height, width = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4]
     blocks_out = u.shape[1]
     lanes = 64 // y.itemsize
     obw = VECTORS * lanes
     tiles = (ty1 - ty0) * tiles_x
+    rows_in = (ty1 - ty0) * m + 2
+    plane = x_shape[1] * x_shape[3] * x_shape[4]
+    one, at = x_shape.copy(), lo.copy()  # sample n alone, its padded rows from ty0 * m
+    one[0], at[1] = 1, lo[1] - ty0 * m
+    pack_input(x[n * plane:(n + 1) * plane], one, xp, at, 1, np.array((cb_count, 1, rows_in, wp), dtype=np.int64),
+               0, 0, cb_count)
     row = wp * B
     vp = cb_count * tiles * B  # V's point stride
     # input tiles: rows of a whole tile row first (alpha input rows -> alpha rows), then each tile's columns
     for cb in range(cb_count):
-        for ty in range(ty0, ty1):
-            _map(m, _BT, tmp, _six(0, row), xp, _six(((n * cb_count + cb) * hp + ty * m) * row, row), row)
+        for ty in range(ty1 - ty0):
+            _map(m, _BT, tmp, _six(0, row), xp, _six((cb * rows_in + ty * m) * row, row), row)
             for tx in range(tiles_x):
-                t = (ty - ty0) * tiles_x + tx
+                t = ty * tiles_x + tx
                 for a in range(alpha):
                     _map(m, _BT, v, _six(a * alpha * vp + (cb * tiles + t) * B, vp), tmp,
                          _six(a * row + tx * m * B, B), B)
@@ -156,13 +164,13 @@ def _chunk(m, xp, packed, n, ty0, ty1, tiles_x, u, y, v, prod, acc, tmp, offs): 
 
 
 @numba.njit(nogil=True, cache=True)
-def chunk_2(xp, packed, n, ty0, ty1, tiles_x, u, y, v, prod, acc, tmp, offs):  # pragma: no cover - compiled
-    _chunk(2, xp, packed, n, ty0, ty1, tiles_x, u, y, v, prod, acc, tmp, offs)
+def chunk_2(x, x_shape, lo, sizes, n, ty0, ty1, tiles_x, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
+    _chunk(2, x, x_shape, lo, sizes, n, ty0, ty1, tiles_x, u, y, xp, v, prod, acc, tmp, offs)
 
 
 @numba.njit(nogil=True, cache=True)
-def chunk_4(xp, packed, n, ty0, ty1, tiles_x, u, y, v, prod, acc, tmp, offs):  # pragma: no cover - compiled
-    _chunk(4, xp, packed, n, ty0, ty1, tiles_x, u, y, v, prod, acc, tmp, offs)
+def chunk_4(x, x_shape, lo, sizes, n, ty0, ty1, tiles_x, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
+    _chunk(4, x, x_shape, lo, sizes, n, ty0, ty1, tiles_x, u, y, xp, v, prod, acc, tmp, offs)
 
 
 #: m -> the chunk kernel with m a compile-time constant.

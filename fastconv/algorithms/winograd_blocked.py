@@ -86,7 +86,6 @@ class WinogradBlocked(Algorithm):
     def _convolve(self, x: np.ndarray, w: np.ndarray, geom: ConvGeometry, swapped: bool) -> np.ndarray:
         """x convolved on ``geom`` with the filters w, or (``swapped``) with w's filters flipped and
         their channels swapped (an input gradient's, on the adjoint geometry)."""
-        from ._blocked_kernels import pack_input
         from ._winograd_blocked_kernels import CHUNK, filter_transform
         n = par.workers(self._winograd._macs(geom))
         plan = _plan(geom, x.itemsize, self.m, n)
@@ -95,24 +94,22 @@ class WinogradBlocked(Algorithm):
         g = wt.matrices(self.m)[1]
         g = np.ascontiguousarray(g[:, ::-1] if swapped else g, dtype=x.dtype)
         w4 = np.ascontiguousarray(w)
-        channels = geom.in_channels
         with Scratch(x.dtype) as held:
-            xp = held.get("x_packed", (plan.packed_elements,))
             u = held.get("u", (plan.points, plan.blocks_out, plan.blocks_in, _B, plan.obw))
-            u[:, :, -1, channels % _B or _B:, :] = 0  # channels beyond C in the last block
-            steps = [lambda r=r: pack_input(x5, plan.x_shape, xp, plan.lo, 1, plan.packed, 0, *r)
-                     for r in par.split(geom.batch * plan.blocks_in, 2 * n)]
-            steps += [lambda r=r: filter_transform(w4, swapped, g, u, *r) for r in par.split(plan.blocks_in, 2 * n)]
-            par.run_steps(steps, n, x.dtype, blas=False)
-            sizes, kernel = plan.sizes, CHUNK[self.m]
+            u[:, :, -1, geom.in_channels % _B or _B:, :] = 0  # channels beyond C in the last block
+            par.run_steps([lambda r=r: filter_transform(w4, swapped, g, u, *r) for r in par.split(plan.blocks_in, 2 * n)],
+                          n, x.dtype, blas=False)
+            kernel, m = CHUNK[self.m], self.m
 
             def run(chunk: tuple[int, int, int], scratch: Scratch) -> None:
-                tiles = (chunk[2] - chunk[1]) * plan.tiles_x
-                kernel(xp, sizes, *chunk, plan.tiles_x, u, y.reshape(-1),
+                rows = chunk[2] - chunk[1]
+                tiles = rows * plan.tiles_x
+                kernel(x5, plan.x_shape, plan.lo, plan.sizes, *chunk, plan.tiles_x, u, y.reshape(-1),
+                       scratch.get("x_rows", (plan.blocks_in * (rows * m + 2) * plan.wp * _B,)),
                        scratch.get("v", (plan.points * plan.blocks_in * tiles * _B,)),
                        scratch.get("prod", (plan.points * plan.blocks_out * tiles * plan.obw,)),
-                       scratch.get("acc", ((chunk[2] - chunk[1]) * self.m * plan.tiles_x * self.m * plan.obw,)),
-                       scratch.get("tmp", (max(plan.wp * _B * (self.m + 2), (self.m + 2) * self.m * plan.obw),)),
+                       scratch.get("acc", (rows * m * plan.tiles_x * m * plan.obw,)),
+                       scratch.get("tmp", (max(plan.wp * _B * (m + 2), (m + 2) * m * plan.obw),)),
                        np.empty(plan.blocks_in, dtype=np.int64))
 
             par.for_each(plan.chunks, run, n, x.dtype, blas=False)
@@ -136,14 +133,13 @@ class _Plan:
         (ho, wo), (h, w) = geom.out_size, geom.in_size
         tiles_y, self.tiles_x = -(-ho // m), -(-wo // m)
         self.tiles = geom.batch * tiles_y * self.tiles_x
-        hp, self.wp = tiles_y * m + 2, self.tiles_x * m + 2
-        self.packed_elements = geom.batch * self.blocks_in * hp * self.wp * _B
+        self.wp = self.tiles_x * m + 2
+        self.packed_elements = geom.batch * self.blocks_in * (tiles_y * m + 2) * self.wp * _B
         self.filter_elements = self.points * self.blocks_out * self.blocks_in * _B * self.obw
         self.macs = self.points * self.blocks_out * self.obw * self.blocks_in * _B * self.tiles
         self.x_shape = np.array((geom.batch, geom.in_channels, 1, h, w), dtype=np.int64)
         self.lo = np.array((0, geom.padding[0][0], geom.padding[1][0]), dtype=np.int64)
-        self.packed = np.array((self.blocks_in, 1, hp, self.wp), dtype=np.int64)
-        self.sizes = np.array((self.blocks_in, hp, self.wp, geom.out_channels, ho, wo), dtype=np.int64)
+        self.sizes = np.array((self.blocks_in, self.wp, geom.out_channels, ho, wo), dtype=np.int64)
         # whole tile rows per chunk, near _CHUNK_BYTES, and chunks enough for the workers' queue
         row_bytes = self.points * (self.blocks_in * _B + self.blocks_out * self.obw) * itemsize * self.tiles_x
         rows = max(1, min(_CHUNK_BYTES // row_bytes,
