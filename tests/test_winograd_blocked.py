@@ -1,8 +1,8 @@
 """Winograd on channel-blocked layouts: forward and input gradient against the reference and torch
-in float64 (partial channel blocks, map sizes no multiple of a tile, asymmetric and negative
-padding, chunks of several tile rows, one worker or several), its float32 error within winograd's
-bound, its filter transform against the Kronecker form, the adjoint identity, the planner's
-choice on the suite's 3x3 layers, and every reason it declines."""
+in float64, 2-D and 3-D (partial channel blocks, sizes no multiple of a tile, asymmetric and
+negative padding, chunks of several tile rows, one worker or several), its float32 error within
+winograd's bound, its filter transform against the Kronecker form, the adjoint identity, the
+planner's choice on the suite's 3x3 layers, and every reason it declines."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ CASES = [
     ((1, 17, 6, 7), (18, 17, 3, 3), ((0, 2), (1, 0))),  # asymmetric padding
     ((3, 16, 5, 5), (16, 16, 3, 3), 2),  # more padding than the kernel reaches
     ((2, 48, 30, 30), (64, 48, 3, 3), 1),  # several tile rows per chunk, several chunks per sample
+    ((2, 16, 7, 9, 6), (20, 16, 3, 3, 3), 1),  # 3-D, partial output block
+    ((1, 33, 10, 9, 11), (24, 33, 3, 3, 3), ((1, 0), (0, 2), (2, 1))),  # 3-D, partial input block, asymmetric
 ]
 
 
@@ -70,35 +72,37 @@ def test_gradients_via_forward_satisfy_adjoint_identity(alg):
 
 
 @pytest.mark.parametrize("m", wt.TILE_SIZES)
+@pytest.mark.parametrize("nd", [2, 3])
 @pytest.mark.parametrize("swapped", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_filter_transform_is_g_f_gt_in_the_blocked_layout(m, swapped, dtype):
+def test_filter_transform_is_the_kronecker_power_of_g_in_the_blocked_layout(m, nd, swapped, dtype):
     from fastconv.algorithms._winograd_blocked_kernels import filter_transform
     rng = np.random.default_rng(m)
-    w = rng.standard_normal((40, 20, 3, 3)).astype(dtype)  # (O, C) of the computed layer, or (C, O) swapped
+    w = rng.standard_normal((40, 20) + (3,) * nd).astype(dtype)  # (O, C) of the computed layer, or (C, O) swapped
     outputs, channels = (20, 40) if swapped else (40, 20)
     obw = 2 * 64 // np.dtype(dtype).itemsize
-    blocks_out, blocks_in = -(-outputs // obw), -(-channels // 16)
-    g = wt.matrices(m)[1]
-    u = np.full(((m + 2) ** 2, blocks_out, blocks_in, 16, obw), np.nan, dtype=dtype)
+    blocks_out, blocks_in, points = -(-outputs // obw), -(-channels // 16), (m + 2) ** nd
+    u = np.full((points, blocks_out, blocks_in, 16, obw), np.nan, dtype=dtype)
     u[:, :, -1, channels % 16 or 16:] = 0
-    filter_transform(w, swapped, np.ascontiguousarray(g.astype(dtype)), u, 0, blocks_in)
-    f = np.swapaxes(w, 0, 1) if swapped else w  # (O, C, 3, 3)
-    expected = np.einsum("ak,bl,ockl->abco", g, g, f.astype(np.float64)).reshape((m + 2) ** 2, channels, outputs)
-    got = np.moveaxis(u, 1, 3).reshape((m + 2) ** 2, blocks_in * 16, blocks_out * obw)
+    filter_transform(w, swapped, np.ascontiguousarray(wt.matrices(m)[1].astype(dtype)), u, 0, blocks_in)
+    f = np.swapaxes(w, 0, 1) if swapped else w  # (O, C, 3, ...)
+    kron = wt.kron_power(m, 1, nd)  # (points, taps)
+    expected = np.einsum("pt,oct->pco", kron, f.reshape(outputs, channels, -1).astype(np.float64))
+    got = np.moveaxis(u, 1, 3).reshape(points, blocks_in * 16, blocks_out * obw)
     np.testing.assert_allclose(got[:, :channels, :outputs], expected, rtol=1e-5 if dtype == "float32" else 1e-12,
                                atol=1e-5 * np.abs(expected).max())
     assert not got[:, :, outputs:].any(), "outputs beyond the layer's must be zero"
 
 
 @pytest.mark.parametrize("alg", BLOCKED, ids=lambda a: a.name)
-@pytest.mark.parametrize("channels", [16, 64, 256])
+@pytest.mark.parametrize("size, channels", [((13, 14), 16), ((13, 14), 64), ((13, 14), 256), ((7, 6, 8), 24),
+                                            ((7, 6, 8), 96)])
 @pytest.mark.parametrize("data", ["normal", "relu"])
-def test_float32_error_within_winograds_bound(alg, channels, data):
+def test_float32_error_within_winograds_bound(alg, size, channels, data):
     rng = np.random.default_rng(channels)
-    x = rng.standard_normal((2, channels, 13, 14))
+    x = rng.standard_normal((2, channels, *size))
     x = np.maximum(x, 0) if data == "relu" else x
-    w = rng.standard_normal((24, channels, 3, 3))
+    w = rng.standard_normal((24, channels) + (3,) * len(size))
     geom = _geometry(x.shape, w.shape, 1)
     truth = REFERENCE.forward(x, w, geom)
     ours = alg.forward(x.astype(np.float32), w.astype(np.float32), geom)
@@ -107,21 +111,25 @@ def test_float32_error_within_winograds_bound(alg, channels, data):
     assert error <= alg._winograd.error_bound(geom, np.dtype("float32")), f"{alg.name}: {error:.2e}"
 
 
-def test_chunks_cover_every_tile_row_once_and_feed_the_workers():
-    geom = _geometry((4, 64, 56, 56), (64, 64, 3, 3), 1)
+@pytest.mark.parametrize("xs, ws, tiles", [((4, 64, 56, 56), (64, 64, 3, 3), (1, 14, 14)),
+                                           ((1, 32, 64, 64, 64), (32, 32, 3, 3, 3), (16, 16, 16))])
+def test_chunks_cover_every_tile_row_once_and_feed_the_workers(xs, ws, tiles):
+    geom = _geometry(xs, ws, 1)
     plan = winograd_blocked._plan(geom, 4, 4, 2)
-    rows = np.zeros((4, 14), dtype=int)
-    for n, r0, r1 in plan.chunks:
-        rows[n, r0:r1] += 1
+    rows = np.zeros((xs[0], tiles[0], tiles[1]), dtype=int)
+    for n, z, r0, r1 in plan.chunks:
+        rows[n, z, r0:r1] += 1
     assert (rows == 1).all() and len(plan.chunks) >= 2 * 4
-    tiles = max(r1 - r0 for _, r0, r1 in plan.chunks) * plan.tiles_x
-    assert plan.points * tiles * (64 + 64) * 4 <= winograd_blocked._CHUNK_BYTES
+    most = max(r1 - r0 for *_, r0, r1 in plan.chunks) * plan.tiles_x
+    assert plan.points * most * (xs[1] + ws[0]) * 4 <= winograd_blocked._CHUNK_BYTES
 
 
 @pytest.mark.parametrize("call, expected", [
     (("conv2d", (4, 64, 56, 56), (64, 64, 3, 3)), "winograd4_blocked"),
     (("conv2d_input", (4, 64, 56, 56), (64, 64, 3, 3)), "winograd4_blocked"),
     (("conv2d", (4, 256, 14, 14), (256, 256, 3, 3)), "winograd2_blocked"),
+    (("conv3d", (2, 64, 16, 56, 56), (128, 64, 3, 3, 3)), "winograd4_blocked"),
+    (("conv3d", (1, 32, 64, 64, 64), (32, 32, 3, 3, 3)), "winograd4_blocked"),
 ])
 def test_planner_picks_it_for_the_suites_3x3_layers(call, expected):
     plan = fastconv.plan_for(*call, padding=1)
@@ -129,8 +137,7 @@ def test_planner_picks_it_for_the_suites_3x3_layers(call, expected):
 
 
 @pytest.mark.parametrize("xs, ws, kwargs, dtype, op, reason", [
-    ((1, 32, 9, 9, 9), (32, 32, 3, 3, 3), {}, "float32", "forward", "3 spatial dimensions"),
-    ((1, 32, 9), (32, 32, 3), {}, "float32", "forward", "1 spatial dimensions"),
+    ((1, 32, 9), (32, 32, 3), {}, "float32", "forward", "1 spatial dimension"),
     ((1, 32, 9, 9), (32, 16, 3, 3), {"groups": 2}, "float32", "forward", "groups=2"),
     ((1, 32, 9, 9), (32, 32, 3, 3), {}, "complex64", "forward", "complex"),
     ((1, 8, 9, 9), (32, 8, 3, 3), {}, "float32", "forward", "8 input channels < 16"),

@@ -53,25 +53,45 @@ def _six(first, step):  # pragma: no cover - compiled
     return (first, first + step, first + 2 * step, first + 3 * step, first + 4 * step, first + 5 * step)
 
 
+@numba.njit(inline="always")
+def _along_axis(g, src, s0, dst, d0, d_step, outer, inner, obw):  # pragma: no cover - compiled
+    """``dst[d0 + ((o*alpha + a)*inner + r)*d_step + j] = sum_k g[a, k] * src[s0 + ((o*3 + k)*inner + r)*obw + j]``:
+    the filter transform along one axis of (outer, 3, inner) rows of ``obw`` outputs."""
+    alpha = g.shape[0]
+    for o in range(outer):
+        for a in range(alpha):
+            g0, g1, g2 = g[a, 0], g[a, 1], g[a, 2]
+            for r in range(inner):
+                at, f = d0 + ((o * alpha + a) * inner + r) * d_step, s0 + (o * 3 * inner + r) * obw
+                for j in range(obw):
+                    dst[_U(at + j)] = (g0 * src[_U(f + j)] + g1 * src[_U(f + inner * obw + j)]
+                                       + g2 * src[_U(f + 2 * inner * obw + j)])
+
+
 @numba.njit(nogil=True, cache=True)
 def filter_transform(w, swapped, g, u, cb0, cb1):  # pragma: no cover - compiled
-    """U[p, ob, cb] for the computed layer's input blocks cb0 <= cb < cb1: ``g @ f @ g.T`` at
-    point p (row-major over alpha x alpha) of the 3x3 filter f of each input channel c and output
-    o, which is ``w[o, c]``, or ``w[c, o]`` when ``swapped`` (an input gradient's filters; ``g``
-    with its columns reversed flips them); g in u's dtype. A block's filters are first transposed
-    a vector square at a time into an L1 buffer of (channel, tap) rows of OBW outputs, as
-    ``blocked`` packs its weights. Zero beyond the layer's output channels; channels beyond its
-    input channels are left to the caller. u (P, OB, CB, B, OBW)."""
-    _, blocks_out, _, _, obw = u.shape
+    """U[p, ob, cb] for the computed layer's input blocks cb0 <= cb < cb1: ``g`` applied along
+    every axis (the Kronecker power of g; p row-major over the alpha^d points) of the 3x3 (x3)
+    filter f of each input channel c and output o, which is ``w[o, c]``, or ``w[c, o]`` when
+    ``swapped`` (an input gradient's filters; ``g`` with its columns reversed flips them); g in
+    u's dtype. A block's filters are first transposed a vector square at a time into an L1
+    buffer of (channel, tap) rows of OBW outputs, as ``blocked`` packs its weights. Zero beyond
+    the layer's output channels; channels beyond its input channels are left to the caller.
+    u (P, OB, CB, B, OBW)."""
+    points, blocks_out, cb_count, _, obw = u.shape
     alpha = g.shape[0]
+    nd = 2 if points == alpha * alpha else 3
+    taps = 3 ** nd
     lanes = 64 // u.itemsize
     if swapped:
         channels, outputs = w.shape[0], w.shape[1]
     else:
         outputs, channels = w.shape[0], w.shape[1]
     flat, uf = w.reshape(-1), u.reshape(-1)
-    taps = simd.aligned_empty(B * 9 * obw, u.dtype)  # (channel, tap) rows of the block's outputs
-    half = simd.aligned_empty(alpha * 3 * obw, u.dtype)  # g @ f, (a, l) rows
+    block = simd.aligned_empty(B * taps * obw, u.dtype)  # (channel, tap) rows of the block's outputs
+    first = simd.aligned_empty(alpha * 9 * obw, u.dtype)  # after the first axis
+    second = simd.aligned_empty(alpha * alpha * 3 * obw, u.dtype)  # after the second (3-D)
+    point_step = blocks_out * cb_count * B * obw
     for cb in range(cb0, cb1):
         filled = min(B, channels - cb * B)
         for ob in range(blocks_out):
@@ -79,59 +99,71 @@ def filter_transform(w, swapped, g, u, cb0, cb1):  # pragma: no cover - compiled
                 rows = max(0, min(lanes, outputs - ob * obw - v))
                 if swapped:  # w[c, o:o + lanes] is a run of (output, tap)
                     for i in range(filled):
-                        for col in range(0, 9, lanes):
-                            simd.transpose(taps, (i * 9 + col) * obw + v, obw, flat,
-                                           ((cb * B + i) * outputs + ob * obw + v) * 9 + col, 9, rows, min(lanes, 9 - col), lanes)
+                        for col in range(0, taps, lanes):
+                            simd.transpose(block, (i * taps + col) * obw + v, obw, flat,
+                                           ((cb * B + i) * outputs + ob * obw + v) * taps + col, taps, rows,
+                                           min(lanes, taps - col), lanes)
                 else:  # w[o, c:c + B] is a run of (channel, tap)
-                    for col in range(0, filled * 9, lanes):
-                        simd.transpose(taps, col * obw + v, obw, flat, ((ob * obw + v) * channels + cb * B) * 9 + col,
-                                       channels * 9, rows, min(lanes, filled * 9 - col), lanes)
+                    for col in range(0, filled * taps, lanes):
+                        simd.transpose(block, col * obw + v, obw, flat, ((ob * obw + v) * channels + cb * B) * taps + col,
+                                       channels * taps, rows, min(lanes, filled * taps - col), lanes)
             for i in range(filled):
-                for a in range(alpha):
-                    g0, g1, g2 = g[a, 0], g[a, 1], g[a, 2]
-                    for l in range(3):
-                        at, f = (a * 3 + l) * obw, (i * 9 + l) * obw
-                        for j in range(obw):
-                            half[_U(at + j)] = (g0 * taps[_U(f + j)] + g1 * taps[_U(f + 3 * obw + j)]
-                                                + g2 * taps[_U(f + 6 * obw + j)])
-                for a in range(alpha):
-                    for b in range(alpha):
-                        at = ((((a * alpha + b) * blocks_out + ob) * u.shape[2] + cb) * B + i) * obw
-                        h, g0, g1, g2 = a * 3 * obw, g[b, 0], g[b, 1], g[b, 2]
-                        for j in range(obw):
-                            uf[_U(at + j)] = (half[_U(h + j)] * g0 + half[_U(h + obw + j)] * g1
-                                              + half[_U(h + 2 * obw + j)] * g2)
+                at = ((ob * cb_count + cb) * B + i) * obw  # point 0 in u
+                if nd == 2:
+                    _along_axis(g, block, i * taps * obw, first, 0, obw, 1, 3, obw)
+                    _along_axis(g, first, 0, uf, at, point_step, alpha, 1, obw)
+                else:
+                    _along_axis(g, block, i * taps * obw, first, 0, obw, 1, 9, obw)
+                    _along_axis(g, first, 0, second, 0, obw, alpha, 3, obw)
+                    _along_axis(g, second, 0, uf, at, point_step, alpha * alpha, 1, obw)
 
 
 @numba.njit(inline="always")
-def _chunk(m, x, x_shape, lo, sizes, n, ty0, ty1, tiles_x, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
-    """Output tile rows ty0 <= ty < ty1 of sample n of the flat x of ``x_shape`` (N, C, 1, H, W),
-    padded by ``lo`` (3-D, leading 0): their input rows packed to xp, their tiles to V, the
-    products, and back to the flat (N, O, Ho, Wo) output ``y``; ``sizes`` = (CB, Wp, O, Ho, Wo)."""
+def _chunk(m, nd, x, x_shape, lo, sizes, n, tz, ty0, ty1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
+    """Tile rows ty0 <= ty < ty1 of tile plane tz (3-D; 0 in 2-D) of sample n of the flat x of
+    ``x_shape`` (N, C, D, H, W; D = 1 in 2-D), padded by ``lo`` (d, h, w): the input they read
+    packed to xp, their tiles to V, the products, and back to the flat output ``y``;
+    ``sizes`` = (CB, tiles along W, O, output depth (1 in 2-D), height, width)."""
     alpha = m + 2
-    points = alpha * alpha
-    cb_count, wp, outputs, height, width = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4]
+    points = alpha ** nd
+    lines = alpha ** (nd - 1)  # tile lines along W: (i, j) in 3-D, i in 2-D
+    cb_count, tiles_x, outputs, depth, height, width = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5]
     blocks_out = u.shape[1]
     lanes = 64 // y.itemsize
     obw = VECTORS * lanes
-    tiles = (ty1 - ty0) * tiles_x
-    rows_in = (ty1 - ty0) * m + 2
-    plane = x_shape[1] * x_shape[3] * x_shape[4]
-    one, at = x_shape.copy(), lo.copy()  # sample n alone, its padded rows from ty0 * m
-    one[0], at[1] = 1, lo[1] - ty0 * m
-    pack_input(x[n * plane:(n + 1) * plane], one, xp, at, 1, np.array((cb_count, 1, rows_in, wp), dtype=np.int64),
-               0, 0, cb_count)
+    rows = ty1 - ty0
+    tiles = rows * tiles_x
+    wp = tiles_x * m + 2
     row = wp * B
+    # the input the chunk reads: alpha planes (3-D) of rows from ty0 * m
+    volume_in = x_shape[1] * x_shape[2] * x_shape[3] * x_shape[4]
+    one, at = x_shape.copy(), lo.copy()
+    one[0], at[0], at[1] = 1, lo[0] - tz * m, lo[1] - ty0 * m
+    planes_in = alpha if nd == 3 else 1
+    rows_in = rows * m + 2
+    pack_input(x[n * volume_in:(n + 1) * volume_in], one, xp, at, 1,
+               np.array((cb_count, planes_in, rows_in, wp), dtype=np.int64), 0, 0, cb_count)
     vp = cb_count * tiles * B  # V's point stride
-    # input tiles: rows of a whole tile row first (alpha input rows -> alpha rows), then each tile's columns
+    # input tiles: the leading axes over whole rows of tiles (alpha input rows -> alpha rows, per
+    # axis), then each tile's columns
+    second = lines * row  # tmp's second region (3-D)
     for cb in range(cb_count):
-        for ty in range(ty1 - ty0):
-            _map(m, _BT, tmp, _six(0, row), xp, _six((cb * rows_in + ty * m) * row, row), row)
+        for a in range(rows):
+            if nd == 3:
+                first_row = cb * planes_in * rows_in + a * m
+                for j in range(alpha):  # depth: planes i -> lines (i', j)
+                    _map(m, _BT, tmp, _six(j * row, alpha * row), xp, _six((first_row + j) * row, rows_in * row), row)
+                for i in range(alpha):  # height: lines (i', j) -> (i', j')
+                    _map(m, _BT, tmp, _six(second + i * alpha * row, row), tmp, _six(i * alpha * row, row), row)
+                source = second
+            else:
+                _map(m, _BT, tmp, _six(0, row), xp, _six((cb * rows_in + a * m) * row, row), row)
+                source = 0
             for tx in range(tiles_x):
-                t = ty * tiles_x + tx
-                for a in range(alpha):
-                    _map(m, _BT, v, _six(a * alpha * vp + (cb * tiles + t) * B, vp), tmp,
-                         _six(a * row + tx * m * B, B), B)
+                t = a * tiles_x + tx
+                for q in range(lines):
+                    _map(m, _BT, v, _six(q * alpha * vp + (cb * tiles + t) * B, vp), tmp,
+                         _six(source + q * row + tx * m * B, B), B)
     # products: per point and output block, the micro-kernel over the tiles, one input block per "tap"
     for cb in range(cb_count):
         offs[cb] = cb * tiles * B
@@ -141,37 +173,62 @@ def _chunk(m, x, x_shape, lo, sizes, n, ty0, ty1, tiles_x, u, y, xp, v, prod, ac
             for t0 in range(0, tiles, _PIXELS):
                 _tile(min(_PIXELS, tiles - t0), v, p * vp + t0 * B, u, wb, offs, cb_count, prod,
                       ((p * blocks_out + ob) * tiles + t0) * obw, True)
-    # back: columns of each tile's points (alpha -> m rows of tmp), then its rows into the chunk's outputs
-    columns = tiles_x * m
+    # back: each tile's columns (alpha -> m), then its leading axes, into the chunk's outputs
+    # (m planes in 3-D, rows * m, tiles_x * m, OBW)
+    columns, heights = tiles_x * m, rows * m
     pp = blocks_out * tiles * obw  # the products' point stride
+    second = lines * m * obw
     for ob in range(blocks_out):
         for t in range(tiles):
-            r, tx = t // tiles_x, t % tiles_x
-            for a in range(alpha):
-                _map(m, _AT, tmp, _six(a * m * obw, obw), prod, _six(a * alpha * pp + (ob * tiles + t) * obw, pp), obw)
-            for b in range(m):
-                _map(m, _AT, acc, _six(((r * m) * columns + tx * m + b) * obw, columns * obw), tmp,
-                     _six(b * obw, m * obw), obw)
+            a, tx = t // tiles_x, t % tiles_x
+            for q in range(lines):
+                _map(m, _AT, tmp, _six(q * m * obw, obw), prod, _six(q * alpha * pp + (ob * tiles + t) * obw, pp), obw)
+            corner = (a * m * columns + tx * m) * obw
+            if nd == 3:
+                for i in range(alpha):  # height: lines (i, j) -> (i, j')
+                    for c in range(m):
+                        _map(m, _AT, tmp, _six(second + (i * m * m + c) * obw, m * obw), tmp,
+                             _six((i * alpha * m + c) * obw, m * obw), obw)
+                for bb in range(m):  # depth: (i, j') -> (i', j')
+                    for c in range(m):
+                        _map(m, _AT, acc, _six(corner + (bb * columns + c) * obw, heights * columns * obw), tmp,
+                             _six(second + (bb * m + c) * obw, m * m * obw), obw)
+            else:
+                for c in range(m):
+                    _map(m, _AT, acc, _six(corner + c * obw, columns * obw), tmp, _six(c * obw, m * obw), obw)
         # the block's outputs to their channel rows, a vector square at a time
-        for rr in range(min((ty1 - ty0) * m, height - ty0 * m)):
-            at_row = ty0 * m + rr
-            for c0 in range(0, width, lanes):
-                for j in range(0, min(obw, outputs - ob * obw), lanes):
-                    channel = ob * obw + j
-                    run = min(lanes, width - c0)
-                    simd.transpose(y, ((n * outputs + channel) * height + at_row) * width + c0, height * width,
-                                   acc, (rr * columns + c0) * obw + j, obw, run, min(lanes, outputs - channel), run)
+        volume = depth * height * width
+        for dd in range(min(m if nd == 3 else 1, depth - tz * m)):
+            for hh in range(min(heights, height - ty0 * m)):
+                at_row = ((tz * m + dd) * height + ty0 * m + hh) * width
+                from_row = (dd * heights + hh) * columns * obw
+                for c0 in range(0, width, lanes):
+                    for j in range(0, min(obw, outputs - ob * obw), lanes):
+                        channel = ob * obw + j
+                        run = min(lanes, width - c0)
+                        simd.transpose(y, (n * outputs + channel) * volume + at_row + c0, volume, acc,
+                                       from_row + c0 * obw + j, obw, run, min(lanes, outputs - channel), run)
 
 
 @numba.njit(nogil=True, cache=True)
-def chunk_2(x, x_shape, lo, sizes, n, ty0, ty1, tiles_x, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
-    _chunk(2, x, x_shape, lo, sizes, n, ty0, ty1, tiles_x, u, y, xp, v, prod, acc, tmp, offs)
+def chunk_2_2d(x, x_shape, lo, sizes, n, tz, ty0, ty1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
+    _chunk(2, 2, x, x_shape, lo, sizes, n, tz, ty0, ty1, u, y, xp, v, prod, acc, tmp, offs)
 
 
 @numba.njit(nogil=True, cache=True)
-def chunk_4(x, x_shape, lo, sizes, n, ty0, ty1, tiles_x, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
-    _chunk(4, x, x_shape, lo, sizes, n, ty0, ty1, tiles_x, u, y, xp, v, prod, acc, tmp, offs)
+def chunk_4_2d(x, x_shape, lo, sizes, n, tz, ty0, ty1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
+    _chunk(4, 2, x, x_shape, lo, sizes, n, tz, ty0, ty1, u, y, xp, v, prod, acc, tmp, offs)
 
 
-#: m -> the chunk kernel with m a compile-time constant.
-CHUNK = {2: chunk_2, 4: chunk_4}
+@numba.njit(nogil=True, cache=True)
+def chunk_2_3d(x, x_shape, lo, sizes, n, tz, ty0, ty1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
+    _chunk(2, 3, x, x_shape, lo, sizes, n, tz, ty0, ty1, u, y, xp, v, prod, acc, tmp, offs)
+
+
+@numba.njit(nogil=True, cache=True)
+def chunk_4_3d(x, x_shape, lo, sizes, n, tz, ty0, ty1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
+    _chunk(4, 3, x, x_shape, lo, sizes, n, tz, ty0, ty1, u, y, xp, v, prod, acc, tmp, offs)
+
+
+#: (m, spatial dimensions) -> the chunk kernel with both compile-time constants.
+CHUNK = {(2, 2): chunk_2_2d, (4, 2): chunk_4_2d, (2, 3): chunk_2_3d, (4, 3): chunk_4_3d}

@@ -1,22 +1,26 @@
-"""Winograd F(m, 3) in 2-D on channel-blocked layouts, its products on ``blocked``'s micro-kernel.
+"""Winograd F(m, 3) in 2-D and 3-D on channel-blocked layouts, its products on ``blocked``'s micro-kernel.
 
-``winograd`` keeps its tiles in rows of one channel (``(alpha^2, C, tiles)``), vectorises its
+``winograd`` keeps its tiles in rows of one channel (``(alpha^d, C, tiles)``), vectorises its
 transforms along tiles and multiplies with BLAS; short chunks then leave its transforms running
 short loops, and long ones spill its transform-domain scratch out of L2 (resnet50.3x3c64's 4 MiB
-chunks: OpenBLAS at ~77 GFLOP/s a core inside the call, against ~95 on the same products in cache).
-Here every value is a vector of 16 channels, as in ``blocked``: the input is packed once into
-16-channel blocks (``blocked``'s packing), each transform moves whole vectors whatever the tile
-count, and the products are ``blocked``'s micro-kernel with the tiles as its pixels and one
-input block per "tap" (14 tiles x 32 output channels of sums in registers; ~110 GFLOP/s a core
-against BLAS's 73-95 on these products). A worker runs a chunk of a few tile rows from input
-transform to products to output transform with its scratch in L2, then moves the outputs to
-their channel rows by vector transposes, as ``blocked`` does.
+chunks: OpenBLAS at ~77 GFLOP/s a core inside the call, against ~95 on the same products in
+cache; unet3d.3x3x3c32 spent three quarters of its time in transforms).
+Here every value is a vector of 16 channels, as in ``blocked``: each chunk packs the input it
+reads into 16-channel blocks (``blocked``'s packing), each transform moves whole vectors whatever
+the tile count, and the products are ``blocked``'s micro-kernel with the tiles as its pixels and
+one input block per "tap" (14 tiles x 32 output channels of sums in registers; ~110 GFLOP/s a
+core against BLAS's 73-95 on these products). A worker runs a chunk of a few tile rows (of one
+tile plane in 3-D) from packing to input transform to products to output transform with its
+scratch in or near L2, then moves the outputs to their channel rows by vector transposes, as
+``blocked`` does. Against ``winograd``, 2 threads: resnet50.3x3c64 0.78x the time, its input
+gradient 0.85x, resnet50.3x3c256 (F(2,3)) 0.83x, c3d.3x3x3c64 0.7x, unet3d.3x3x3c32 0.7x.
 
 Registered as ``winograd2_blocked`` and ``winograd4_blocked``. The transforms are ``winograd``'s,
 so are the accuracy and its bound (``Winograd.error_bound``); the input gradient is the forward
 pass on the adjoint geometry with the filters flipped and their channels swapped inside the
-filter transform. It runs 2-D layers with a 3x3 kernel, stride and dilation 1, no groups, 16 or
-more input channels and real data; ``winograd`` the rest, and the weight gradient.
+filter transform. It runs 2-D and 3-D layers with a 3x3(x3) kernel, stride and dilation 1, no
+groups, 16 or more input channels and real data; ``winograd`` the rest (1-D, complex, grouped)
+and the weight gradient.
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ from .winograd import Winograd, _as_computed
 
 #: Input channels per block (``blocked``'s micro-kernel).
 _B = 16
-#: Transform-domain bytes of a chunk (transformed inputs and products): with the chunk's
-#: outputs they stay in L2 (resnet50.3x3c64: 4 tile rows of 14 tiles, 1 MiB, 0.92x the time of 2).
-_CHUNK_BYTES = 2**20
+#: Transform-domain bytes of a chunk (transformed inputs and products) at most, in whole tile rows:
+#: with the chunk's packed input and outputs they stay in L2 or near it (resnet50.3x3c64: level
+#: from 1 to 2 MiB; unet3d.3x3x3c32, whose tile rows take 0.86 MiB: 0.92x the time of one row).
+#: Larger chunks to read the transformed filters fewer times did not pay (c3d.3x3x3c64's 7 MiB:
+#: chunks of twice that took 1.17x as long).
+_CHUNK_BYTES = 2 * 2**20
 
 
 class WinogradBlocked(Algorithm):
@@ -56,8 +63,8 @@ class WinogradBlocked(Algorithm):
         computed, op = _as_computed(geom, op)
         if op == "weight_grad":
             return f"{self.name}: no weight gradient; winograd{self.m} runs it"
-        if geom.nd != 2:
-            return f"{self.name}: {geom.nd} spatial dimensions; it runs 2-D layers (winograd{self.m} any)"
+        if geom.nd == 1:
+            return f"{self.name}: 1 spatial dimension; it runs 2-D and 3-D layers (winograd{self.m} any)"
         if np.dtype(dtype).kind == "c":
             return f"{self.name}: {np.dtype(dtype)} is complex; its micro-kernel is real"
         if geom.groups > 1:
@@ -90,7 +97,7 @@ class WinogradBlocked(Algorithm):
         n = par.workers(self._winograd._macs(geom))
         plan = _plan(geom, x.itemsize, self.m, n)
         y = np.empty(geom.output_shape, dtype=x.dtype)
-        x5 = np.ascontiguousarray(as5d(x, (1, *geom.in_size))).reshape(-1)
+        x5 = np.ascontiguousarray(as5d(x, tuple(plan.x_shape[2:]))).reshape(-1)
         g = wt.matrices(self.m)[1]
         g = np.ascontiguousarray(g[:, ::-1] if swapped else g, dtype=x.dtype)
         w4 = np.ascontiguousarray(w)
@@ -99,17 +106,11 @@ class WinogradBlocked(Algorithm):
             u[:, :, -1, geom.in_channels % _B or _B:, :] = 0  # channels beyond C in the last block
             par.run_steps([lambda r=r: filter_transform(w4, swapped, g, u, *r) for r in par.split(plan.blocks_in, 2 * n)],
                           n, x.dtype, blas=False)
-            kernel, m = CHUNK[self.m], self.m
+            kernel = CHUNK[self.m, geom.nd]
 
-            def run(chunk: tuple[int, int, int], scratch: Scratch) -> None:
-                rows = chunk[2] - chunk[1]
-                tiles = rows * plan.tiles_x
-                kernel(x5, plan.x_shape, plan.lo, plan.sizes, *chunk, plan.tiles_x, u, y.reshape(-1),
-                       scratch.get("x_rows", (plan.blocks_in * (rows * m + 2) * plan.wp * _B,)),
-                       scratch.get("v", (plan.points * plan.blocks_in * tiles * _B,)),
-                       scratch.get("prod", (plan.points * plan.blocks_out * tiles * plan.obw,)),
-                       scratch.get("acc", (rows * m * plan.tiles_x * m * plan.obw,)),
-                       scratch.get("tmp", (max(plan.wp * _B * (m + 2), (m + 2) * m * plan.obw),)),
+            def run(chunk: tuple[int, int, int, int], scratch: Scratch) -> None:
+                kernel(x5, plan.x_shape, plan.lo, plan.sizes, *chunk, u, y.reshape(-1),
+                       *(scratch.get(role, (size,)) for role, size in plan.buffers(chunk[3] - chunk[2])),
                        np.empty(plan.blocks_in, dtype=np.int64))
 
             par.for_each(plan.chunks, run, n, x.dtype, blas=False)
@@ -123,26 +124,43 @@ def _plan(geom: ConvGeometry, itemsize: int, m: int, workers: int) -> _Plan:
 
 
 class _Plan:
-    """Sizes, the kernels' shape arrays and the chunks of one geometry (never modified)."""
+    """Sizes, the kernels' shape arrays and the chunks of one geometry (never modified). A chunk is
+    a range of tile rows of one sample (and one tile plane in 3-D): ``(n, plane, row0, row1)``."""
 
     def __init__(self, geom: ConvGeometry, itemsize: int, m: int, workers: int):
-        self.points = (m + 2) ** 2
+        self.m, self.nd = m, geom.nd
+        self.points = (m + 2) ** geom.nd
         self.obw = 2 * 64 // itemsize
         self.blocks_in = -(-geom.in_channels // _B)
         self.blocks_out = -(-geom.out_channels // self.obw)
-        (ho, wo), (h, w) = geom.out_size, geom.in_size
-        tiles_y, self.tiles_x = -(-ho // m), -(-wo // m)
-        self.tiles = geom.batch * tiles_y * self.tiles_x
+        out_size = (1,) * (3 - geom.nd) + tuple(geom.out_size)
+        in_size = (1,) * (3 - geom.nd) + tuple(geom.in_size)
+        planes, tiles_y, self.tiles_x = (-(-o // m) if i >= 3 - geom.nd else 1 for i, o in enumerate(out_size))
+        self.tiles = geom.batch * planes * tiles_y * self.tiles_x
         self.wp = self.tiles_x * m + 2
-        self.packed_elements = geom.batch * self.blocks_in * (tiles_y * m + 2) * self.wp * _B
+        self.packed_elements = self.tiles // self.tiles_x * self.blocks_in * (m + 2) ** (geom.nd - 1) * self.wp * _B
         self.filter_elements = self.points * self.blocks_out * self.blocks_in * _B * self.obw
         self.macs = self.points * self.blocks_out * self.obw * self.blocks_in * _B * self.tiles
-        self.x_shape = np.array((geom.batch, geom.in_channels, 1, h, w), dtype=np.int64)
-        self.lo = np.array((0, geom.padding[0][0], geom.padding[1][0]), dtype=np.int64)
-        self.sizes = np.array((self.blocks_in, self.wp, geom.out_channels, ho, wo), dtype=np.int64)
-        # whole tile rows per chunk, near _CHUNK_BYTES, and chunks enough for the workers' queue
-        row_bytes = self.points * (self.blocks_in * _B + self.blocks_out * self.obw) * itemsize * self.tiles_x
-        rows = max(1, min(_CHUNK_BYTES // row_bytes,
-                          -(-geom.batch * tiles_y // (par.SHARES_PER_WORKER * workers)) if workers > 1 else tiles_y))
-        self.chunks = [(n, r, min(r + rows, tiles_y)) for n in range(geom.batch) for r in range(0, tiles_y, rows)]
+        self.x_shape = np.array((geom.batch, geom.in_channels, *in_size), dtype=np.int64)
+        self.lo = np.array((0,) * (3 - geom.nd) + tuple(lo for lo, _ in geom.padding), dtype=np.int64)
+        self.sizes = np.array((self.blocks_in, self.tiles_x, geom.out_channels, *out_size), dtype=np.int64)
+        # tile rows per chunk: up to _CHUNK_BYTES of transform-domain scratch, and chunks enough
+        # for the workers' queue
+        per_row = self.points * (self.blocks_in * _B + self.blocks_out * self.obw) * itemsize * self.tiles_x
+        units = geom.batch * planes
+        rows = max(1, min(_CHUNK_BYTES // per_row, tiles_y,
+                          -(-units * tiles_y // (par.SHARES_PER_WORKER * workers)) if workers > 1 else tiles_y))
+        self.chunks = [(n, z, r, min(r + rows, tiles_y)) for n in range(geom.batch) for z in range(planes)
+                       for r in range(0, tiles_y, rows)]
         self.chunk_count = len(self.chunks)
+
+    def buffers(self, rows: int) -> list[tuple[str, int]]:
+        """Scratch roles and sizes of a chunk of ``rows`` tile rows: its packed input, V, products,
+        outputs and the transforms' rows."""
+        m, alpha, tiles = self.m, self.m + 2, rows * self.tiles_x
+        lines, row = alpha ** (self.nd - 1), self.wp * _B
+        return [("x_rows", self.blocks_in * alpha ** (self.nd - 2) * (rows * m + 2) * row),
+                ("v", self.points * self.blocks_in * tiles * _B),
+                ("prod", self.points * self.blocks_out * tiles * self.obw),
+                ("acc", m ** (self.nd - 2) * rows * m * self.tiles_x * m * self.obw),
+                ("tmp", max(2 * lines * row, lines * m * self.obw + alpha * m * m * self.obw))]
