@@ -1,5 +1,5 @@
 """Winograd on channel-blocked layouts: forward and input gradient against the reference and torch
-in float64, 2-D and 3-D (partial channel blocks, sizes no multiple of a tile, asymmetric and
+in float64, 1-D to 3-D (partial channel blocks, sizes no multiple of a tile, asymmetric and
 negative padding, chunks of several tile rows, one worker or several), its float32 error within
 winograd's bound, its filter transform against the Kronecker form, the adjoint identity, the
 planner's choice on the suite's 3x3 layers, and every reason it declines."""
@@ -29,6 +29,8 @@ CASES = [
     ((1, 17, 6, 7), (18, 17, 3, 3), ((0, 2), (1, 0))),  # asymmetric padding
     ((3, 16, 5, 5), (16, 16, 3, 3), 2),  # more padding than the kernel reaches
     ((2, 48, 30, 30), (64, 48, 3, 3), 1),  # several tile rows per chunk, several chunks per sample
+    ((3, 20, 50), (33, 20, 3), 1),  # 1-D
+    ((2, 16, 700), (24, 16, 3), ((2, 0),)),  # 1-D, the signal in several chunks
     ((2, 16, 7, 9, 6), (20, 16, 3, 3, 3), 1),  # 3-D, partial output block
     ((1, 33, 10, 9, 11), (24, 33, 3, 3, 3), ((1, 0), (0, 2), (2, 1))),  # 3-D, partial input block, asymmetric
 ]
@@ -72,7 +74,7 @@ def test_gradients_via_forward_satisfy_adjoint_identity(alg):
 
 
 @pytest.mark.parametrize("m", wt.TILE_SIZES)
-@pytest.mark.parametrize("nd", [2, 3])
+@pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("swapped", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_filter_transform_is_the_kronecker_power_of_g_in_the_blocked_layout(m, nd, swapped, dtype):
@@ -117,11 +119,35 @@ def test_chunks_cover_every_tile_row_once_and_feed_the_workers(xs, ws, tiles):
     geom = _geometry(xs, ws, 1)
     plan = winograd_blocked._plan(geom, 4, 4, 2)
     rows = np.zeros((xs[0], tiles[0], tiles[1]), dtype=int)
-    for n, z, r0, r1 in plan.chunks:
+    for n, z, r0, r1, c0, c1 in plan.chunks:
+        assert (c0, c1) == (0, tiles[2])
         rows[n, z, r0:r1] += 1
     assert (rows == 1).all() and len(plan.chunks) >= 2 * 4
-    most = max(r1 - r0 for *_, r0, r1 in plan.chunks) * plan.tiles_x
+    most = max(r1 - r0 for _, _, r0, r1, _, _ in plan.chunks) * tiles[2]
     assert plan.points * most * (xs[1] + ws[0]) * 4 <= winograd_blocked._CHUNK_BYTES
+
+
+@pytest.mark.parametrize("m", wt.TILE_SIZES)
+def test_a_chunk_writes_its_own_outputs_only(m):
+    """Each chunk of a long signal writes exactly its own output columns (its last vector of
+    columns must not spill into the next chunk's, which another worker may have written)."""
+    from fastconv.algorithms._winograd_blocked_kernels import CHUNK, filter_transform
+    geom = _geometry((1, 16, 203), (16, 16, 3), 1)
+    plan = winograd_blocked._plan(geom, 4, m, 3)
+    assert len(plan.chunks) > 2
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal(geom.input_shape).astype(np.float32), rng.standard_normal(geom.weight_shape).astype(np.float32)
+    u = np.zeros((plan.points, plan.blocks_out, plan.blocks_in, 16, plan.obw), dtype=np.float32)
+    filter_transform(w, False, np.ascontiguousarray(wt.matrices(m)[1], dtype=np.float32), u, 0, plan.blocks_in)
+    expected = REFERENCE.forward(x.astype(np.float64), w.astype(np.float64), geom)
+    for chunk in plan.chunks:
+        y = np.full(geom.output_shape, np.nan, dtype=np.float32)
+        scratch = [np.empty(size, dtype=np.float32) for _, size in plan.buffers(chunk[3] - chunk[2], chunk[5] - chunk[4])]
+        CHUNK[m, 1](x.reshape(-1), plan.x_shape, plan.lo, plan.sizes, *chunk, u, y.reshape(-1), *scratch,
+                    np.empty(plan.blocks_in, dtype=np.int64))
+        own = slice(chunk[4] * m, min(chunk[5] * m, geom.out_size[0]))
+        assert not np.isnan(y[..., own]).any() and np.isnan(np.delete(y, np.r_[own], axis=-1)).all()
+        np.testing.assert_allclose(y[..., own], expected[..., own], rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("call, expected", [
@@ -137,7 +163,6 @@ def test_planner_picks_it_for_the_suites_3x3_layers(call, expected):
 
 
 @pytest.mark.parametrize("xs, ws, kwargs, dtype, op, reason", [
-    ((1, 32, 9), (32, 32, 3), {}, "float32", "forward", "1 spatial dimension"),
     ((1, 32, 9, 9), (32, 16, 3, 3), {"groups": 2}, "float32", "forward", "groups=2"),
     ((1, 32, 9, 9), (32, 32, 3, 3), {}, "complex64", "forward", "complex"),
     ((1, 8, 9, 9), (32, 8, 3, 3), {}, "float32", "forward", "8 input channels < 16"),

@@ -1,4 +1,4 @@
-"""Winograd F(m, 3) in 2-D and 3-D on channel-blocked layouts, its products on ``blocked``'s micro-kernel.
+"""Winograd F(m, 3) on channel-blocked layouts (1-D to 3-D), its products on ``blocked``'s micro-kernel.
 
 ``winograd`` keeps its tiles in rows of one channel (``(alpha^d, C, tiles)``), vectorises its
 transforms along tiles and multiplies with BLAS; short chunks then leave its transforms running
@@ -10,17 +10,18 @@ reads into 16-channel blocks (``blocked``'s packing), each transform moves whole
 the tile count, and the products are ``blocked``'s micro-kernel with the tiles as its pixels and
 one input block per "tap" (14 tiles x 32 output channels of sums in registers; ~110 GFLOP/s a
 core against BLAS's 73-95 on these products). A worker runs a chunk of a few tile rows (of one
-tile plane in 3-D) from packing to input transform to products to output transform with its
-scratch in or near L2, then moves the outputs to their channel rows by vector transposes, as
-``blocked`` does. Against ``winograd``, 2 threads: resnet50.3x3c64 0.78x the time, its input
-gradient 0.85x, resnet50.3x3c256 (F(2,3)) 0.83x, c3d.3x3x3c64 0.7x, unet3d.3x3x3c32 0.7x.
+tile plane in 3-D; a stretch of the signal in 1-D) from packing to input transform to products
+to output transform with its scratch in or near L2, then moves the outputs to their channel rows
+by vector transposes, as ``blocked`` does. Against ``winograd``, 2 threads: resnet50.3x3c64 0.78x
+the time, its input gradient 0.85x, resnet50.3x3c256 (F(2,3)) 0.83x, c3d.3x3x3c64 0.72x,
+unet3d.3x3x3c32 0.70x, tts.k3c256 (1-D) 0.94x.
 
 Registered as ``winograd2_blocked`` and ``winograd4_blocked``. The transforms are ``winograd``'s,
 so are the accuracy and its bound (``Winograd.error_bound``); the input gradient is the forward
 pass on the adjoint geometry with the filters flipped and their channels swapped inside the
-filter transform. It runs 2-D and 3-D layers with a 3x3(x3) kernel, stride and dilation 1, no
-groups, 16 or more input channels and real data; ``winograd`` the rest (1-D, complex, grouped)
-and the weight gradient.
+filter transform. It runs layers with a kernel of 3 in every dimension, stride and dilation 1,
+no groups, 16 or more input channels and real data; ``winograd`` the rest (complex, grouped, few
+channels) and the weight gradient.
 """
 
 from __future__ import annotations
@@ -63,8 +64,6 @@ class WinogradBlocked(Algorithm):
         computed, op = _as_computed(geom, op)
         if op == "weight_grad":
             return f"{self.name}: no weight gradient; winograd{self.m} runs it"
-        if geom.nd == 1:
-            return f"{self.name}: 1 spatial dimension; it runs 2-D and 3-D layers (winograd{self.m} any)"
         if np.dtype(dtype).kind == "c":
             return f"{self.name}: {np.dtype(dtype)} is complex; its micro-kernel is real"
         if geom.groups > 1:
@@ -108,9 +107,9 @@ class WinogradBlocked(Algorithm):
                           n, x.dtype, blas=False)
             kernel = CHUNK[self.m, geom.nd]
 
-            def run(chunk: tuple[int, int, int, int], scratch: Scratch) -> None:
+            def run(chunk: tuple[int, ...], scratch: Scratch) -> None:
                 kernel(x5, plan.x_shape, plan.lo, plan.sizes, *chunk, u, y.reshape(-1),
-                       *(scratch.get(role, (size,)) for role, size in plan.buffers(chunk[3] - chunk[2])),
+                       *(scratch.get(role, (size,)) for role, size in plan.buffers(chunk[3] - chunk[2], chunk[5] - chunk[4])),
                        np.empty(plan.blocks_in, dtype=np.int64))
 
             par.for_each(plan.chunks, run, n, x.dtype, blas=False)
@@ -125,7 +124,8 @@ def _plan(geom: ConvGeometry, itemsize: int, m: int, workers: int) -> _Plan:
 
 class _Plan:
     """Sizes, the kernels' shape arrays and the chunks of one geometry (never modified). A chunk is
-    a range of tile rows of one sample (and one tile plane in 3-D): ``(n, plane, row0, row1)``."""
+    a box of tiles of one sample, ``(n, plane, row0, row1, column0, column1)``: whole rows of
+    tiles (of one tile plane in 3-D), or in 1-D a range of the signal's tiles."""
 
     def __init__(self, geom: ConvGeometry, itemsize: int, m: int, workers: int):
         self.m, self.nd = m, geom.nd
@@ -135,32 +135,36 @@ class _Plan:
         self.blocks_out = -(-geom.out_channels // self.obw)
         out_size = (1,) * (3 - geom.nd) + tuple(geom.out_size)
         in_size = (1,) * (3 - geom.nd) + tuple(geom.in_size)
-        planes, tiles_y, self.tiles_x = (-(-o // m) if i >= 3 - geom.nd else 1 for i, o in enumerate(out_size))
-        self.tiles = geom.batch * planes * tiles_y * self.tiles_x
-        self.wp = self.tiles_x * m + 2
-        self.packed_elements = self.tiles // self.tiles_x * self.blocks_in * (m + 2) ** (geom.nd - 1) * self.wp * _B
+        planes, tiles_y, tiles_x = (-(-o // m) if i >= 3 - geom.nd else 1 for i, o in enumerate(out_size))
+        self.tiles = geom.batch * planes * tiles_y * tiles_x
+        self.packed_elements = (self.tiles // tiles_x * self.blocks_in * (m + 2) ** (geom.nd - 1)
+                                * (tiles_x * m + 2) * _B)
         self.filter_elements = self.points * self.blocks_out * self.blocks_in * _B * self.obw
         self.macs = self.points * self.blocks_out * self.obw * self.blocks_in * _B * self.tiles
         self.x_shape = np.array((geom.batch, geom.in_channels, *in_size), dtype=np.int64)
         self.lo = np.array((0,) * (3 - geom.nd) + tuple(lo for lo, _ in geom.padding), dtype=np.int64)
-        self.sizes = np.array((self.blocks_in, self.tiles_x, geom.out_channels, *out_size), dtype=np.int64)
-        # tile rows per chunk: up to _CHUNK_BYTES of transform-domain scratch, and chunks enough
-        # for the workers' queue
-        per_row = self.points * (self.blocks_in * _B + self.blocks_out * self.obw) * itemsize * self.tiles_x
-        units = geom.batch * planes
-        rows = max(1, min(_CHUNK_BYTES // per_row, tiles_y,
-                          -(-units * tiles_y // (par.SHARES_PER_WORKER * workers)) if workers > 1 else tiles_y))
-        self.chunks = [(n, z, r, min(r + rows, tiles_y)) for n in range(geom.batch) for z in range(planes)
-                       for r in range(0, tiles_y, rows)]
+        self.sizes = np.array((self.blocks_in, geom.out_channels, *out_size), dtype=np.int64)
+        # chunks of up to _CHUNK_BYTES of transform-domain scratch (whole rows of tiles where
+        # the signal has rows), and enough for the workers' queue
+        per_tile = self.points * (self.blocks_in * _B + self.blocks_out * self.obw) * itemsize
+        queue = -(-self.tiles // (par.SHARES_PER_WORKER * workers)) if workers > 1 else self.tiles
+        if geom.nd == 1:
+            cols = max(1, min(_CHUNK_BYTES // per_tile, queue))
+            self.chunks = [(n, 0, 0, 1, c, min(c + cols, tiles_x)) for n in range(geom.batch) for c in range(0, tiles_x, cols)]
+        else:
+            rows = max(1, min(_CHUNK_BYTES // (per_tile * tiles_x), tiles_y, -(-queue // tiles_x)))
+            self.chunks = [(n, z, r, min(r + rows, tiles_y), 0, tiles_x) for n in range(geom.batch) for z in range(planes)
+                           for r in range(0, tiles_y, rows)]
         self.chunk_count = len(self.chunks)
 
-    def buffers(self, rows: int) -> list[tuple[str, int]]:
-        """Scratch roles and sizes of a chunk of ``rows`` tile rows: its packed input, V, products,
-        outputs and the transforms' rows."""
-        m, alpha, tiles = self.m, self.m + 2, rows * self.tiles_x
-        lines, row = alpha ** (self.nd - 1), self.wp * _B
-        return [("x_rows", self.blocks_in * alpha ** (self.nd - 2) * (rows * m + 2) * row),
+    def buffers(self, rows: int, columns: int) -> list[tuple[str, int]]:
+        """Scratch roles and sizes of a chunk of ``rows`` x ``columns`` tiles: its packed input, V,
+        products, outputs and the transforms' rows."""
+        m, alpha, tiles = self.m, self.m + 2, rows * columns
+        lines, row = alpha ** (self.nd - 1), (columns * m + 2) * _B
+        packed_rows = alpha ** (self.nd - 2) * (rows * m + 2) if self.nd > 1 else 1
+        return [("x_rows", self.blocks_in * packed_rows * row),
                 ("v", self.points * self.blocks_in * tiles * _B),
                 ("prod", self.points * self.blocks_out * tiles * self.obw),
-                ("acc", m ** (self.nd - 2) * rows * m * self.tiles_x * m * self.obw),
+                ("acc", m ** max(0, self.nd - 2) * (rows * m if self.nd > 1 else 1) * columns * m * self.obw),
                 ("tmp", max(2 * lines * row, lines * m * self.obw + alpha * m * m * self.obw))]
