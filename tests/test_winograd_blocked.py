@@ -136,13 +136,15 @@ def test_a_chunk_writes_its_own_outputs_only(m):
     plan = winograd_blocked._plan(geom, 4, m, 3)
     assert len(plan.chunks) > 2
     rng = np.random.default_rng(5)
-    x, w = rng.standard_normal(geom.input_shape).astype(np.float32), rng.standard_normal(geom.weight_shape).astype(np.float32)
+    x = rng.standard_normal(geom.input_shape).astype(np.float32)
+    w = rng.standard_normal(geom.weight_shape).astype(np.float32)
     u = np.zeros((plan.points, plan.blocks_out, plan.blocks_in, 16, plan.obw), dtype=np.float32)
     filter_transform(w, False, np.ascontiguousarray(wt.matrices(m)[1], dtype=np.float32), u, 0, plan.blocks_in)
     expected = REFERENCE.forward(x.astype(np.float64), w.astype(np.float64), geom)
     for chunk in plan.chunks:
         y = np.full(geom.output_shape, np.nan, dtype=np.float32)
-        scratch = [np.empty(size, dtype=np.float32) for _, size in plan.buffers(chunk[3] - chunk[2], chunk[5] - chunk[4])]
+        buffers = plan.buffers(chunk[3] - chunk[2], chunk[5] - chunk[4])
+        scratch = [np.empty(size, dtype=np.float32) for _, size in buffers]
         CHUNK[m, 1](x.reshape(-1), plan.x_shape, plan.lo, plan.sizes, *chunk, u, y.reshape(-1), *scratch,
                     np.empty(plan.blocks_in, dtype=np.int64))
         own = slice(chunk[4] * m, min(chunk[5] * m, geom.out_size[0]))

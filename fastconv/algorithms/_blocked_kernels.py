@@ -190,8 +190,8 @@ def pack_weights(w, shape, wp, cb_count, ob0, ob1):  # pragma: no cover - compil
 @numba.njit(nogil=True, cache=True)
 def pack_phase_weights(w, taps, per_phase, wp, cb_count, ob0, ob1):  # pragma: no cover - compiled
     """Packed weights of output blocks ob0 <= ob < ob1 (into wp from its start) of the sub-pixel
-    phases of a transposed convolution, straight from its weight w (C_in, C_out, kernel taps): output ``o = p*per_phase
-    + c`` is channel c of phase p, and its weight for input channel i and sub-kernel offset t is
+    phases of a transposed convolution, straight from its weight w (C_in, C_out, kernel taps):
+    output ``o = p*per_phase + c`` is channel c of phase p, and its weight for input channel i and sub-kernel offset t is
     ``w[i, c, taps[t, p]]`` (zero where ``taps`` is -1: the phase has no such tap)."""
     inputs, _, kernel = w.shape
     offsets, phases = taps.shape
@@ -216,8 +216,8 @@ def pack_phase_weights(w, taps, per_phase, wp, cb_count, ob0, ob1):  # pragma: n
 
 
 @numba.njit(nogil=True, cache=True)
-def forward(xp, wp, wp_first, offs, taps, chunk, packed, out_size, stride, jobs, out, placement, channel_at, x, x_shape, lo,
-            j0, j1):  # pragma: no cover - compiled
+def forward(xp, wp, wp_first, offs, taps, chunk, packed, out_size, stride, jobs, out, placement, channel_at, x,
+            x_shape, lo, j0, j1):  # pragma: no cover - compiled
     """Jobs j0 <= j < j1 of the forward pass: ``jobs[j] = (ob, r0, r1, c0, c1, pixels)``, output
     block ob over output rows [r0, r1) (flat over depth and height) and columns [c0, c1) of every
     sample in register tiles of ``pixels`` (the last one narrower). ``packed`` = (CB, Dp, Hp, Wq);

@@ -44,6 +44,7 @@ _maps_2, _maps_4 = (_row_maps((wt.matrices(m)[0], wt.matrices(m)[2])) for m in (
 
 @numba.njit(inline="always")
 def _map(m, kind, dst, d_offs, src, s_offs, count):  # pragma: no cover - compiled
+    """The transform ``kind`` (_BT in, _AT back) of F(m, 3) along one axis, ``count`` columns."""
     if m == 2:
         _maps_2(kind, dst, d_offs, src, s_offs, count)
     else:
@@ -108,8 +109,9 @@ def filter_transform(w, swapped, g, u, cb0, cb1):  # pragma: no cover - compiled
                                            min(lanes, taps - col), lanes)
                 else:  # w[o, c:c + B] is a run of (channel, tap)
                     for col in range(0, filled * taps, lanes):
-                        simd.transpose(block, col * obw + v, obw, flat, ((ob * obw + v) * channels + cb * B) * taps + col,
-                                       channels * taps, rows, min(lanes, filled * taps - col), lanes)
+                        simd.transpose(block, col * obw + v, obw, flat,
+                                       ((ob * obw + v) * channels + cb * B) * taps + col, channels * taps, rows,
+                                       min(lanes, filled * taps - col), lanes)
             for i in range(filled):
                 at = ((ob * cb_count + cb) * B + i) * obw  # point 0 in u
                 if nd == 1:

@@ -253,7 +253,8 @@ def convolve(x: np.ndarray, plan: _Plan, pack_weights: Callable[[np.ndarray, int
         task = run_packing
         if not plan.weights_streamed:
             wp, size = held.get("w_packed", (plan.packed_weights,)), plan.block_weights
-            steps += [lambda r=r: pack_weights(wp[r[0] * size:r[1] * size], *r) for r in par.split(plan.blocks_out, 2 * n)]
+            steps += [lambda r=r: pack_weights(wp[r[0] * size:r[1] * size], *r)
+                      for r in par.split(plan.blocks_out, 2 * n)]
             task = lambda r, _: run(wp, 0, *r)  # noqa: E731
         if steps:
             par.run_steps(steps, n, x.dtype, blas=False)

@@ -103,13 +103,14 @@ class WinogradBlocked(Algorithm):
         with Scratch(x.dtype) as held:
             u = held.get("u", (plan.points, plan.blocks_out, plan.blocks_in, _B, plan.obw))
             u[:, :, -1, geom.in_channels % _B or _B:, :] = 0  # channels beyond C in the last block
-            par.run_steps([lambda r=r: filter_transform(w4, swapped, g, u, *r) for r in par.split(plan.blocks_in, 2 * n)],
-                          n, x.dtype, blas=False)
+            par.run_steps([lambda r=r: filter_transform(w4, swapped, g, u, *r)
+                           for r in par.split(plan.blocks_in, 2 * n)], n, x.dtype, blas=False)
             kernel = CHUNK[self.m, geom.nd]
 
             def run(chunk: tuple[int, ...], scratch: Scratch) -> None:
+                buffers = plan.buffers(chunk[3] - chunk[2], chunk[5] - chunk[4])
                 kernel(x5, plan.x_shape, plan.lo, plan.sizes, *chunk, u, y.reshape(-1),
-                       *(scratch.get(role, (size,)) for role, size in plan.buffers(chunk[3] - chunk[2], chunk[5] - chunk[4])),
+                       *(scratch.get(role, (size,)) for role, size in buffers),
                        np.empty(plan.blocks_in, dtype=np.int64))
 
             par.for_each(plan.chunks, run, n, x.dtype, blas=False)
@@ -150,11 +151,12 @@ class _Plan:
         queue = -(-self.tiles // (par.SHARES_PER_WORKER * workers)) if workers > 1 else self.tiles
         if geom.nd == 1:
             cols = max(1, min(_CHUNK_BYTES // per_tile, queue))
-            self.chunks = [(n, 0, 0, 1, c, min(c + cols, tiles_x)) for n in range(geom.batch) for c in range(0, tiles_x, cols)]
+            self.chunks = [(n, 0, 0, 1, c, min(c + cols, tiles_x))
+                           for n in range(geom.batch) for c in range(0, tiles_x, cols)]
         else:
             rows = max(1, min(_CHUNK_BYTES // (per_tile * tiles_x), tiles_y, -(-queue // tiles_x)))
-            self.chunks = [(n, z, r, min(r + rows, tiles_y), 0, tiles_x) for n in range(geom.batch) for z in range(planes)
-                           for r in range(0, tiles_y, rows)]
+            self.chunks = [(n, z, r, min(r + rows, tiles_y), 0, tiles_x)
+                           for n in range(geom.batch) for z in range(planes) for r in range(0, tiles_y, rows)]
         self.chunk_count = len(self.chunks)
 
     def buffers(self, rows: int, columns: int) -> list[tuple[str, int]]:
