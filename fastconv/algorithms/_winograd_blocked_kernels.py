@@ -30,25 +30,12 @@ import numba
 import numpy as np
 
 from . import _simd as simd
-from . import _winograd_transforms as wt
-from ._blocked_kernels import B, VECTORS, _tile, pack_input
-from ._winograd_kernels import _row_maps
+from ._blocked_kernels import _U, B, VECTORS, _tile, pack_input
+from ._winograd_kernels import _AT, _BT
+from ._winograd_kernels import _map_rows as _map
 
-#: Unsigned indices: numba then skips its negative-index wraparound, which blocks vectorisation.
-_U = np.uintp
 #: Tiles per register tile of the products (``blocked``'s widest).
 _PIXELS = 14
-_BT, _AT = 0, 1
-_maps_2, _maps_4 = (_row_maps((wt.matrices(m)[0], wt.matrices(m)[2])) for m in (2, 4))
-
-
-@numba.njit(inline="always")
-def _map(m, kind, dst, d_offs, src, s_offs, count):  # pragma: no cover - compiled
-    """The transform ``kind`` (_BT in, _AT back) of F(m, 3) along one axis, ``count`` columns."""
-    if m == 2:
-        _maps_2(kind, dst, d_offs, src, s_offs, count)
-    else:
-        _maps_4(kind, dst, d_offs, src, s_offs, count)
 
 
 @numba.njit(inline="always")
@@ -226,35 +213,12 @@ def _chunk(m, nd, x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v,
                                        from_row + c0 * obw + j, obw, run, min(lanes, outputs - channel), run)
 
 
-@numba.njit(nogil=True, cache=True)
-def chunk_2_1d(x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
-    _chunk(2, 1, x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs)
-
-
-@numba.njit(nogil=True, cache=True)
-def chunk_4_1d(x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
-    _chunk(4, 1, x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs)
-
-
-@numba.njit(nogil=True, cache=True)
-def chunk_2_2d(x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
-    _chunk(2, 2, x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs)
-
-
-@numba.njit(nogil=True, cache=True)
-def chunk_4_2d(x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
-    _chunk(4, 2, x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs)
-
-
-@numba.njit(nogil=True, cache=True)
-def chunk_2_3d(x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
-    _chunk(2, 3, x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs)
-
-
-@numba.njit(nogil=True, cache=True)
-def chunk_4_3d(x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
-    _chunk(4, 3, x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs)
+def _entry(m, nd):
+    """``_chunk`` compiled with m and nd constants (loop bounds and branches folded)."""
+    def chunk(x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs):  # pragma: no cover
+        _chunk(m, nd, x, x_shape, lo, sizes, n, tz, ty0, ty1, tx0, tx1, u, y, xp, v, prod, acc, tmp, offs)
+    return numba.njit(nogil=True, cache=True)(chunk)  # cached per (m, nd): numba keys closures by their values
 
 
 #: (m, spatial dimensions) -> the chunk kernel with both compile-time constants.
-CHUNK = {(m, nd): globals()[f"chunk_{m}_{nd}d"] for m in (2, 4) for nd in (1, 2, 3)}
+CHUNK = {(m, nd): _entry(m, nd) for m in (2, 4) for nd in (1, 2, 3)}

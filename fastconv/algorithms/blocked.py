@@ -69,12 +69,9 @@ class Blocked(Algorithm):
     def supports(self, geom, dtype, op):
         if geom.nd > 3:
             return f"blocked: {geom.nd} spatial dimensions; its kernels handle 1 to 3"
-        if np.dtype(dtype).kind == "c":
-            return f"blocked: {np.dtype(dtype)} is complex; its micro-kernel is real"
-        if geom.groups > 1:
-            return f"blocked: groups={geom.groups}; grouped layers run as 'direct'"
-        if geom.in_channels < _B:
-            return f"blocked: {geom.in_channels} input channels < {_B}, a block would be mostly zeros"
+        reason = micro_kernel_declines(self.name, geom, dtype, "grouped layers run as 'direct'")
+        if reason:
+            return reason
         need = _plan(geom, np.dtype(dtype).itemsize).scratch_bytes
         if need > _config.workspace_bytes:
             return (f"blocked: needs {need / 2**20:.0f} MiB of scratch (packed input and weights) > "
@@ -104,6 +101,18 @@ class Blocked(Algorithm):
         convolve(x, plan, lambda wp, ob0, ob1: k.pack_weights(w_flat, w_shape, wp, plan.blocks_in, ob0, ob1),
                  y.reshape(-1), plan.placement, plan.jobs(n), n)
         return y
+
+
+def micro_kernel_declines(name: str, geom: ConvGeometry, dtype, grouped: str) -> str | None:
+    """Why the micro-kernel cannot serve ``geom`` (complex data, groups, fewer input channels than
+    a block), as ``name``'s reason, ``grouped`` saying what runs grouped layers; None if it can."""
+    if np.dtype(dtype).kind == "c":
+        return f"{name}: {np.dtype(dtype)} is complex; its micro-kernel is real"
+    if geom.groups > 1:
+        return f"{name}: groups={geom.groups}; {grouped}"
+    if geom.in_channels < _B:
+        return f"{name}: {geom.in_channels} input channels < {_B}, a block would be mostly zeros"
+    return None
 
 
 def _near_equal(count: int, most: int) -> int:

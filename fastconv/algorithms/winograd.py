@@ -7,6 +7,8 @@ as ``m^d`` outputs per tile. Multiply-adds per output and input channel fall fro
 ``(alpha/m)^d``: 2.25x (F(2,3)) and 4x (F(4,3)) fewer in 2-D, 3.4x and 8x in 3-D. Registered
 as two algorithms, ``winograd2`` and ``winograd4``, so that ``explain()`` shows each one's cost
 and, when it declines, its reason (accuracy, workspace); the planner picks between them.
+``winograd_blocked`` runs the same transforms on channel-blocked layouts, faster on layers of 16
+or more channels; this module keeps the weight gradient and grouped, complex and few-channel layers.
 
 The weight gradient is the same algorithm's adjoint in w (exact, like the forward): the output
 gradient's tiles enter the transform domain through ``A`` (the output transform's transpose),

@@ -35,6 +35,7 @@ from . import _gemm_parallel as par
 from . import _winograd_transforms as wt
 from ._base import Algorithm
 from ._layout import Scratch, as5d
+from .blocked import micro_kernel_declines
 from .winograd import Winograd, _as_computed
 
 #: Input channels per block (``blocked``'s micro-kernel).
@@ -64,13 +65,7 @@ class WinogradBlocked(Algorithm):
         computed, op = _as_computed(geom, op)
         if op == "weight_grad":
             return f"{self.name}: no weight gradient; winograd{self.m} runs it"
-        if np.dtype(dtype).kind == "c":
-            return f"{self.name}: {np.dtype(dtype)} is complex; its micro-kernel is real"
-        if geom.groups > 1:
-            return f"{self.name}: groups={geom.groups}; winograd{self.m} runs grouped layers"
-        if computed.in_channels < _B:
-            return f"{self.name}: {computed.in_channels} input channels < {_B}, a block would be mostly zeros"
-        return None
+        return micro_kernel_declines(self.name, computed, dtype, f"winograd{self.m} runs grouped layers")
 
     def cost(self, geom, dtype, op):
         from .. import _cost_model as cm
